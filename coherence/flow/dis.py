@@ -1,0 +1,94 @@
+"""OpenCV flow backends that need no weights: DIS (the default) and Farnebäck.
+
+DIS: Kroeger et al. 2016, "Fast Optical Flow using Dense Inverse Search"; OpenCV ``DISOpticalFlow``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from coherence.errors import ConfigError
+from coherence.flow.base import check_pair, register_flow
+from coherence.flow.ops import resize_flow
+
+_DIS_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+
+def _to_gray_uint8(batch: torch.Tensor) -> np.ndarray:
+    """``(N, 3, H, W)`` float in [0, 1] -> ``(N, H, W)`` uint8 luma (BT.601 weights)."""
+    weights = torch.tensor([0.299, 0.587, 0.114], dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
+    gray = (batch * weights).sum(1).mul_(255.0).add_(0.5).clamp_(0, 255)
+    return gray.to(torch.uint8).cpu().numpy()
+
+
+class _OpenCVFlow(ABC):
+    """Shared shell: optional down-scaling, per-pair OpenCV call, upsampling back to the input grid."""
+
+    name = "opencv"
+    needs_weights = False
+
+    def __init__(self, *, scale: float = 1.0, device: str | torch.device = "cpu") -> None:
+        if not 0.05 <= scale <= 1.0:
+            raise ConfigError(f"flow scale must be in [0.05, 1], got {scale}")
+        self.scale = scale
+        self.device = torch.device(device)
+
+    @abstractmethod
+    def _pair(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Flow ``(h, w, 2)`` float32 between two ``(h, w)`` uint8 gray images."""
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        check_pair(a, b)
+        h, w = a.shape[-2:]
+        if self.scale < 1.0:
+            size = (max(8, round(h * self.scale)), max(8, round(w * self.scale)))
+            a_s = F.interpolate(a, size=size, mode="area")
+            b_s = F.interpolate(b, size=size, mode="area")
+        else:
+            a_s, b_s = a, b
+        ga, gb = _to_gray_uint8(a_s), _to_gray_uint8(b_s)
+        flows = np.stack([self._pair(x, y) for x, y in zip(ga, gb)])
+        flow = torch.from_numpy(flows).permute(0, 3, 1, 2).float()
+        return resize_flow(flow, (h, w)).to(a.device)
+
+
+@register_flow("dis")
+class DISFlow(_OpenCVFlow):
+    """OpenCV Dense Inverse Search flow: fast, no weights; the CPU default.
+
+    Args:
+        preset: ``"ultrafast"``, ``"fast"`` or ``"medium"`` (quality against speed).
+        scale: estimate at this fraction of the input size, then upsample (speed on large frames).
+        device: where returned flows live (the estimate itself runs on the CPU).
+    """
+
+    name = "dis"
+
+    def __init__(self, *, preset: str = "medium", scale: float = 1.0, device: str | torch.device = "cpu") -> None:
+        super().__init__(scale=scale, device=device)
+        if preset not in _DIS_PRESETS:
+            raise ConfigError(f"unknown DIS preset {preset!r}; choose one of {', '.join(_DIS_PRESETS)}")
+        self.preset = preset
+        self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
+
+    def _pair(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self._dis.calc(a, b, None)
+
+
+@register_flow("farneback")
+class FarnebackFlow(_OpenCVFlow):
+    """OpenCV Farnebäck polynomial-expansion flow (Farnebäck 2003): slower than DIS, smooth fields."""
+
+    name = "farneback"
+
+    def _pair(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 15, 3, 5, 1.1, 0)

@@ -1,0 +1,140 @@
+"""The flow convention, warping, occlusion masks and flow resizing: one definition, used everywhere.
+
+Convention: ``flow(a, b)`` is a ``(N, 2, H, W)`` float32 field, x then y, in pixels, such that
+``a(p) ≈ b(p + flow(p))``. Hence ``warp(b, flow(a, b))`` aligns ``b`` onto ``a``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from coherence.errors import InputError
+
+_GRIDS: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
+
+
+def _base_grid(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Pixel coordinates ``(1, 2, H, W)`` (x then y), cached per size and device."""
+    key = (h, w, device, dtype)
+    grid = _GRIDS.get(key)
+    if grid is None:
+        ys, xs = torch.meshgrid(
+            torch.arange(h, device=device, dtype=dtype), torch.arange(w, device=device, dtype=dtype), indexing="ij"
+        )
+        grid = torch.stack((xs, ys))[None]
+        if len(_GRIDS) > 32:
+            _GRIDS.clear()
+        _GRIDS[key] = grid
+    return grid
+
+
+def _check_flow(image: torch.Tensor, flow: torch.Tensor) -> None:
+    if image.ndim != 4 or flow.ndim != 4 or flow.shape[1] != 2:
+        raise InputError(f"warp expects image (N, C, H, W) and flow (N, 2, H, W), got {tuple(image.shape)} and "
+                         f"{tuple(flow.shape)}")
+    if image.shape[-2:] != flow.shape[-2:] or image.shape[0] != flow.shape[0]:
+        raise InputError(f"image {tuple(image.shape)} and flow {tuple(flow.shape)} differ in batch or size")
+
+
+def warp(image: torch.Tensor, flow: torch.Tensor, *, mode: str = "bilinear") -> torch.Tensor:
+    """Sample ``image`` at ``p + flow(p)`` (backward warping).
+
+    With ``flow = flow(a, b)``, ``warp(b, flow)`` is ``b`` aligned onto ``a``. Samples outside the image take
+    the nearest border value.
+
+    Args:
+        image: ``(N, C, H, W)`` float tensor (any range).
+        flow: ``(N, 2, H, W)`` float tensor, pixels, x then y.
+        mode: ``"bilinear"``, ``"bicubic"`` or ``"nearest"`` (as in ``torch.nn.functional.grid_sample``).
+
+    Returns:
+        ``(N, C, H, W)`` tensor of the same dtype as ``image``.
+    """
+    _check_flow(image, flow)
+    n, _, h, w = image.shape
+    coords = _base_grid(h, w, flow.device, flow.dtype) + flow
+    # normalise to [-1, 1] with align_corners=True: pixel centres at -1 and 1 for the first and last pixel
+    gx = coords[:, 0] * (2.0 / max(w - 1, 1)) - 1.0
+    gy = coords[:, 1] * (2.0 / max(h - 1, 1)) - 1.0
+    grid = torch.stack((gx, gy), dim=-1).to(image.dtype)
+    return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=True)
+
+
+def out_of_frame(flow: torch.Tensor) -> torch.Tensor:
+    """``(N, 1, H, W)`` float mask, 1 where ``p + flow(p)`` falls outside the image."""
+    _, _, h, w = flow.shape
+    coords = _base_grid(h, w, flow.device, flow.dtype) + flow
+    outside = (coords[:, 0] < 0) | (coords[:, 0] > w - 1) | (coords[:, 1] < 0) | (coords[:, 1] > h - 1)
+    return outside[:, None].to(flow.dtype)
+
+
+def _spatial_gradient_sq(flow: torch.Tensor) -> torch.Tensor:
+    """Squared magnitude of the spatial gradient of both flow components, summed: ``(N, 1, H, W)``."""
+    dx = torch.zeros_like(flow)
+    dy = torch.zeros_like(flow)
+    dx[..., :, :-1] = flow[..., :, 1:] - flow[..., :, :-1]
+    dy[..., :-1, :] = flow[..., 1:, :] - flow[..., :-1, :]
+    return (dx.square() + dy.square()).sum(1, keepdim=True)
+
+
+def occlusion_mask(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
+    """Forward-backward consistency and motion-boundary test; 1 where ``p`` is occluded or unreliable.
+
+    The thresholds are those of Sundaram et al. 2010 as used by Ruder et al. 2016 (artistic style transfer for
+    videos) and Lai et al. 2018 (learning blind video temporal consistency, ``utils.py``):
+    occluded where ``|F + B_w|² > 0.01 (|F|² + |B_w|²) + 0.5`` or ``|∇F|² > 0.01 |F|² + 0.002``, with
+    ``B_w = warp(B, F)``. Points whose target leaves the frame are occluded too.
+
+    Args:
+        forward: ``flow(a, b)``, ``(N, 2, H, W)``, defined on ``a``'s grid.
+        backward: ``flow(b, a)``, ``(N, 2, H, W)``, defined on ``b``'s grid.
+
+    Returns:
+        ``(N, 1, H, W)`` float mask with values in {0, 1}, on ``a``'s grid.
+    """
+    _check_flow(forward, backward)
+    back_w = warp(backward, forward)
+    fb_sq = (forward + back_w).square().sum(1, keepdim=True)
+    mag_sq = forward.square().sum(1, keepdim=True) + back_w.square().sum(1, keepdim=True)
+    inconsistent = fb_sq > 0.01 * mag_sq + 0.5
+    boundary = _spatial_gradient_sq(forward) > 0.01 * forward.square().sum(1, keepdim=True) + 0.002
+    occluded = inconsistent | boundary | (out_of_frame(forward) > 0)
+    return occluded.to(forward.dtype)
+
+
+def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a flow field to ``size = (H, W)``, scaling the vectors with the grid.
+
+    Args:
+        flow: ``(N, 2, h, w)`` in pixels of the ``(h, w)`` grid.
+        size: target ``(H, W)``.
+
+    Returns:
+        ``(N, 2, H, W)`` in pixels of the target grid.
+    """
+    h, w = flow.shape[-2:]
+    if (h, w) == tuple(size):
+        return flow
+    out = F.interpolate(flow, size=size, mode="bilinear", align_corners=True)
+    scale = torch.tensor([(size[1] - 1) / max(w - 1, 1), (size[0] - 1) / max(h - 1, 1)], dtype=flow.dtype,
+                         device=flow.device)
+    return out * scale.view(1, 2, 1, 1)
+
+
+def compose_flow(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Chain ``flow(a, b)`` and ``flow(b, c)`` into ``flow(a, c) = F_ab + warp(F_bc, F_ab)``.
+
+    Args:
+        first: ``flow(a, b)``, ``(N, 2, H, W)``.
+        second: ``flow(b, c)``, ``(N, 2, H, W)``.
+
+    Returns:
+        ``flow(a, c)``, ``(N, 2, H, W)``.
+    """
+    return first + warp(second, first)
+
+
+def flow_magnitude(flow: torch.Tensor) -> torch.Tensor:
+    """Per-pixel vector length ``(N, 1, H, W)`` of a ``(N, 2, H, W)`` flow, in pixels."""
+    return flow.square().sum(1, keepdim=True).sqrt()
