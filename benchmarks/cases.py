@@ -51,7 +51,8 @@ def quantise(frames: torch.Tensor) -> torch.Tensor:
     return frames.mul(255).round().div(255)
 
 
-def degraded_clip(name: str, artifacts: Artifacts, *, seed: int = 0, frames: int = 120) -> tuple[RealClip, torch.Tensor]:
+def degraded_clip(name: str, artifacts: Artifacts, *, seed: int = 0,
+                  frames: int = 120) -> tuple[RealClip, torch.Tensor]:
     """A real clip and its degraded version ``(T, 3, H, W)`` (8-bit levels), with artefacts drawn from ``seed``."""
     clip = real_clip(name, frames)
     return clip, quantise(degrade(clip.frames, artifacts, seed=seed))

@@ -35,7 +35,8 @@ def parse_fps(value: str | float | int | Fraction) -> Fraction:
     try:
         fps = Fraction(value) if not isinstance(value, str) else Fraction(value.strip())
     except (ValueError, ZeroDivisionError, TypeError) as exc:
-        raise ConfigError(f"invalid frame rate {value!r}: use a number such as 24 or a ratio such as 30000/1001") from exc
+        raise ConfigError(f"invalid frame rate {value!r}: use a number such as 24 or a ratio such as 30000/1001"
+                          ) from exc
     if fps <= 0 or fps > 1000:
         raise ConfigError(f"invalid frame rate {value!r}: it must be between 0 and 1000 frames per second")
     if fps.denominator != 1 and fps.denominator != 1001:

@@ -56,7 +56,7 @@ class _OpenCVFlow(ABC):
         else:
             a_s, b_s = a, b
         ga, gb = _to_gray_uint8(a_s), _to_gray_uint8(b_s)
-        flows = np.stack([self._pair(x, y) for x, y in zip(ga, gb)])
+        flows = np.stack([self._pair(x, y) for x, y in zip(ga, gb, strict=True)])
         flow = torch.from_numpy(flows).permute(0, 3, 1, 2).float()
         return resize_flow(flow, (h, w)).to(a.device)
 

@@ -91,7 +91,7 @@ def _rate_from_packets(pts: list[int], timebase: Fraction, declared: Fraction | 
     milliseconds), not a variable rate: the container's declared rate is used when the mean step agrees with it.
     """
     pts = sorted(pts)
-    steps = [b - a for a, b in zip(pts, pts[1:]) if b > a]
+    steps = [b - a for a, b in zip(pts, pts[1:], strict=False) if b > a]
     if not steps:
         return declared or DEFAULT_FPS, False
     lo, hi = min(steps), max(steps)
@@ -109,6 +109,7 @@ def _rate_from_packets(pts: list[int], timebase: Fraction, declared: Fraction | 
     return parse_fps(1 / (Fraction(typical).limit_denominator(1_000_000) * timebase)), False
 
 
+_ALPHA_FORMATS = ("rgba", "bgra", "argb", "abgr", "yuva", "ya", "gbrap", "rgba64")
 _DECLARED = re.compile(r"Video: .*?, ([\d.]+) fps")
 
 
@@ -171,6 +172,6 @@ def probe(path: str | Path, *, fps: str | float | Fraction | None = None) -> Vid
         variable_rate=variable and rate is None,
         codec=video.group(1),
         # the GIF decoder always reports bgra; its transparency is a palette entry, not real alpha
-        has_alpha=video.group(1) != "gif" and pix_fmt.startswith(("rgba", "bgra", "argb", "abgr", "yuva", "ya", "gbrap")),
+        has_alpha=video.group(1) != "gif" and pix_fmt.startswith(_ALPHA_FORMATS),
         pixel_format=pix_fmt,
     )

@@ -1,0 +1,213 @@
+"""The ``coherence`` command: a thin layer over the public Python API.
+
+Only this module prints, draws progress bars and chooses exit codes. Every subcommand has an
+``_add_<name>_parser`` function that declares its options and a ``_cmd_<name>`` function that calls the
+library and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from coherence.errors import CoherenceError
+
+EXIT_CODES = """exit codes:
+  0   success
+  1   error
+  2   bad input (missing, empty, corrupt, unsupported) or bad command line
+  3   the output cannot be written
+  4   invalid option
+  5   a dependency or weights file is missing
+  70  internal error (run again with --debug and report it)
+  130 interrupted"""
+
+log = logging.getLogger("coherence")
+T = TypeVar("T")
+
+
+# -- shared helpers -------------------------------------------------------------------------------------------
+def progress(iterable: Iterable[T], *, total: int | None, desc: str, args: argparse.Namespace,
+             unit: str = "frame") -> Iterator[T]:
+    """Wrap ``iterable`` in a progress bar on stderr unless ``--quiet`` (or stderr is not a terminal)."""
+    if args.quiet:
+        yield from iterable
+        return
+    from tqdm import tqdm
+
+    with tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True,
+              disable=None) as bar:
+        yield from bar
+
+
+class ProgressCounter:
+    """A progress bar driven by callbacks (``on_frame(count)``), for library calls that run a whole job."""
+
+    def __init__(self, *, total: int | None, desc: str, args: argparse.Namespace) -> None:
+        self._bar = None
+        if not args.quiet:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit="frame", leave=False, dynamic_ncols=True, disable=None)
+
+    def __call__(self, count: int) -> None:
+        if self._bar is not None:
+            self._bar.update(count - self._bar.n)
+
+    def __enter__(self) -> ProgressCounter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        print(text)
+
+
+def _add_io_options(p: argparse.ArgumentParser) -> None:
+    """Options every command that writes video shares."""
+    p.add_argument("-o", "--output", required=True, type=Path,
+                   help="output file (.mp4 .mov .mkv .webm .gif .avi) or folder of PNGs (a path without extension)")
+    p.add_argument("--fps", help="frame rate of an image-folder input (default 24), e.g. 8 or 30000/1001")
+    p.add_argument("--quality", type=int, help="encoder quality (CRF for mp4/mkv/webm; lower is better)")
+    p.add_argument("--lossless", action="store_true", help="lossless FFV1 (with an .mkv output)")
+
+
+def _run_pipeline(args: argparse.Namespace, stages: list[Any], desc: str) -> int:
+    """Stream ``args.input`` through ``stages`` into ``args.output`` with a progress bar."""
+    from coherence.io import probe
+    from coherence.pipeline import Pipeline
+
+    info = probe(args.input, fps=args.fps)
+    pipeline = Pipeline(stages)
+    total = pipeline.expected_frames(info.frames, info.fps)
+    with ProgressCounter(total=total, desc=desc, args=args) as counter:
+        result = pipeline.run(info, args.output, quality=args.quality, lossless=args.lossless, on_frame=counter)
+    _say(args, f"{result.output}: {result.frames_out} frames at {result.fps_out} fps "
+               f"(from {result.frames_in} at {result.fps_in}) in {result.seconds:.1f} s "
+               f"({result.frames_in / max(result.seconds, 1e-9):.1f} input frames/s)")
+    return 0
+
+
+# -- info -----------------------------------------------------------------------------------------------------
+def _add_info_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="describe a video file or image folder")
+    p.add_argument("input", type=Path, help="video file or folder of images")
+    p.add_argument("--fps", help="frame rate of an image folder (default 24)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_info)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from coherence.io import probe
+
+    info = probe(args.input, fps=args.fps)
+    facts = {"path": str(info.path), "width": info.width, "height": info.height, "frames": info.frames,
+             "fps": str(info.fps), "duration": round(info.duration, 4), "audio": info.has_audio,
+             "variable_rate": info.variable_rate, "codec": info.codec, "alpha": info.has_alpha}
+    if args.json:
+        print(json.dumps(facts))
+    else:
+        for key, value in facts.items():
+            print(f"{key:>14}: {value}")
+    return 0
+
+
+# -- convert --------------------------------------------------------------------------------------------------
+def _add_convert_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="re-encode a clip to another format (frames, rate and audio kept)")
+    p.add_argument("input", type=Path, help="video file or folder of images")
+    _add_io_options(p)
+    p.add_argument("--max-size", type=int, help="downscale so that the longer side is at most this many pixels")
+    p.set_defaults(func=_cmd_convert)
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from coherence.resize import Resize
+
+    stages = [Resize(max_side=args.max_size)] if args.max_size else []
+    return _run_pipeline(args, stages, "convert")
+
+
+# -- demo -----------------------------------------------------------------------------------------------------
+def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="make a synthetic clip with text-to-video artefacts and show what coherence does")
+    p.add_argument("-o", "--output", type=Path, default=Path("coherence-demo"), help="folder for the results")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic scene")
+    p.add_argument("--frames", type=int, default=48, help="number of frames")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from generators.synthetic import synthetic_clip
+
+    from coherence.errors import OutputError
+    from coherence.io import write_clip
+
+    out: Path = args.output
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    sample = synthetic_clip(frames=args.frames, size=(480, 272), seed=args.seed, artifacts="t2v")
+    write_clip(sample.clean, out / "clean.mp4")
+    write_clip(sample.degraded, out / "input.mp4")
+    _say(args, f"wrote {out / 'clean.mp4'} (ground truth) and {out / 'input.mp4'} (with text-to-video artefacts)")
+    return 0
+
+
+# -- entry point ----------------------------------------------------------------------------------------------
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_info_parser,
+    _add_convert_parser,
+    _add_demo_parser,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="coherence", description="Make AI-generated video hold together, and measure how well it does.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (see ``coherence --help``)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
+                        format="coherence: %(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args))
+    except CoherenceError as exc:
+        if args.debug:
+            raise
+        print(f"coherence: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("coherence: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into one line
+        if args.debug:
+            raise
+        print(f"coherence: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+              file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

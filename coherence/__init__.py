@@ -1,0 +1,30 @@
+"""coherence: make AI-generated video hold together, and measure how well it does.
+
+Frames are ``torch.float32`` tensors in [0, 1], channels first: ``(3, H, W)`` for one frame, ``(T, 3, H, W)`` for
+a clip. See ``coherence.flow`` for the optical-flow convention.
+"""
+
+from coherence.clip import Clip, parse_fps
+from coherence.errors import CoherenceError, ConfigError, DependencyError, InputError, OutputError
+from coherence.io import VideoInfo, VideoWriter, probe, read_clip, read_frames, write_clip
+from coherence.pipeline import Pipeline, RunResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Clip",
+    "CoherenceError",
+    "ConfigError",
+    "DependencyError",
+    "InputError",
+    "OutputError",
+    "Pipeline",
+    "RunResult",
+    "VideoInfo",
+    "VideoWriter",
+    "parse_fps",
+    "probe",
+    "read_clip",
+    "read_frames",
+    "write_clip",
+]
