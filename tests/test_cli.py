@@ -1,0 +1,84 @@
+"""The command line: one clear line and a documented exit code for every bad input, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cli
+from coherence.io import probe
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``coherence ARGS`` in a fresh interpreter, as a user would."""
+    return subprocess.run([sys.executable, "-m", "cli", "--quiet", *args], capture_output=True, text=True,
+                          cwd=Path(cli.__file__).parent)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, fragment: str) -> None:
+    assert proc.returncode == code, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("coherence: error:"), proc.stderr
+    assert fragment in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_lists_commands_and_exit_codes() -> None:
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for word in ("info", "convert", "demo", "exit codes"):
+        assert word in proc.stdout
+
+
+def test_info_json(clip_with_audio: Path) -> None:
+    proc = run_cli("info", str(clip_with_audio), "--json")
+    facts = json.loads(proc.stdout)
+    assert facts["frames"] == 60 and facts["fps"] == "30000/1001" and facts["audio"] is True
+
+
+def test_convert_keeps_frames_rate_and_audio(clip_with_audio: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.webm"
+    proc = run_cli("convert", str(clip_with_audio), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    info = probe(out)
+    assert (info.frames, info.fps, info.has_audio) == (60, probe(clip_with_audio).fps, True)
+
+
+def test_convert_max_size(clip_with_audio: Path, tmp_path: Path) -> None:
+    out = tmp_path / "small"
+    assert run_cli("convert", str(clip_with_audio), "-o", str(out), "--max-size", "32").returncode == 0
+    info = probe(out, fps=24)
+    assert (info.width, info.height, info.frames) == (32, 24, 60)
+
+
+BAD_INPUTS = {"missing.mp4": None, "empty.mp4": b"", "text.mp4": b"hello" * 50}
+
+
+@pytest.mark.parametrize(("name", "fragment"), [("missing.mp4", "no such file"), ("empty.mp4", "empty"),
+                                                ("text.mp4", "not a readable video")])
+def test_bad_inputs_give_one_line(tmp_path: Path, name: str, fragment: str) -> None:
+    content = BAD_INPUTS[name]
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    proc = run_cli("convert", str(tmp_path / name), "-o", str(tmp_path / "o.mp4"))
+    assert_one_line_error(proc, 2, fragment)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_output_equal_to_input_is_refused(clip_with_audio: Path) -> None:
+    before = clip_with_audio.read_bytes()
+    assert_one_line_error(run_cli("convert", str(clip_with_audio), "-o", str(clip_with_audio)), 3, "overwrite")
+    assert clip_with_audio.read_bytes() == before
+
+
+def test_unwritable_output_folder(clip_with_audio: Path, tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("convert", str(clip_with_audio), "-o", str(tmp_path / "no" / "o.mp4")), 3,
+                          "does not exist")
+
+
+def test_unknown_output_format(clip_with_audio: Path, tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("convert", str(clip_with_audio), "-o", str(tmp_path / "o.xyz")), 4, ".xyz")
