@@ -18,63 +18,19 @@ from collections.abc import Iterable
 import torch
 
 from coherence.errors import InputError
-from coherence.flow import FlowEstimator, get_flow
+from coherence.flow import FlowEstimator
 from coherence.flow.ops import occlusion_mask, warp
-
-# Flows are estimated in batches of this many pairs to bound peak memory on long clips.
-_FLOW_BATCH = 16
-
-
-def check_clip(frames: torch.Tensor, *, what: str = "clip") -> None:
-    """Raise :class:`InputError` unless ``frames`` is a ``(T, 3, H, W)`` float tensor with ``T >= 2``."""
-    if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[1] != 3:
-        shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
-        raise InputError(f"the {what} must be a (T, 3, H, W) tensor of frames, got {shape}")
-    if frames.shape[0] < 2:
-        raise InputError(f"the {what} needs at least 2 frames to be scored, got {frames.shape[0]}")
-    if not frames.is_floating_point():
-        raise InputError(f"the {what} must hold float frames in [0, 1], got dtype {frames.dtype}")
-
-
-def check_reference(frames: torch.Tensor, reference: torch.Tensor) -> None:
-    """Raise :class:`InputError` unless ``reference`` has the frame count and size of ``frames``."""
-    check_clip(reference, what="reference")
-    if reference.shape != frames.shape:
-        t, _, h, w = frames.shape
-        rt, _, rh, rw = reference.shape
-        raise InputError(f"the reference ({rt} frames of {rw}x{rh}) must have the frame count and size of "
-                         f"the clip ({t} frames of {w}x{h})")
-
-
-def consecutive_flows(
-    frames: torch.Tensor, estimator: str | FlowEstimator = "dis"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward and backward flows between consecutive frames.
-
-    Args:
-        frames: ``(T, 3, H, W)`` float32 in [0, 1].
-        estimator: a flow backend or its registered name.
-
-    Returns:
-        ``(forward, backward)``, each ``(T - 1, 2, H, W)`` in pixels: ``forward[t] = flow(t, t+1)``,
-        ``backward[t] = flow(t+1, t)``.
-    """
-    est = get_flow(estimator)
-    fwd, bwd = [], []
-    for start in range(0, frames.shape[0] - 1, _FLOW_BATCH):
-        a = frames[start:start + _FLOW_BATCH + 1]
-        fwd.append(est(a[:-1], a[1:]))
-        bwd.append(est(a[1:], a[:-1]))
-    return torch.cat(fwd), torch.cat(bwd)
-
-
-def pair_mask(num_frames: int, cuts: Iterable[int]) -> torch.Tensor:
-    """``(T - 1,)`` bool: True for pairs ``(t, t+1)`` inside one scene (``t + 1`` is not a cut)."""
-    keep = torch.ones(num_frames - 1, dtype=torch.bool)
-    for cut in cuts:
-        if 1 <= cut < num_frames:
-            keep[cut - 1] = False
-    return keep
+from coherence.metrics.base import (
+    FLOW_BATCH,
+    MetricResult,
+    ScoreContext,
+    check_clip,
+    check_reference,
+    consecutive_flows,
+    nanmean,
+    pair_mask,
+    register_metric,
+)
 
 
 def warping_errors(frames: torch.Tensor, forward: torch.Tensor, occluded: torch.Tensor) -> torch.Tensor:
@@ -90,8 +46,8 @@ def warping_errors(frames: torch.Tensor, forward: torch.Tensor, occluded: torch.
         with every pixel occluded falls back to the mean over all pixels, as in Lai's evaluation code.
     """
     errors = torch.empty(frames.shape[0] - 1, dtype=torch.float32)
-    for start in range(0, frames.shape[0] - 1, _FLOW_BATCH):
-        stop = min(start + _FLOW_BATCH, frames.shape[0] - 1)
+    for start in range(0, frames.shape[0] - 1, FLOW_BATCH):
+        stop = min(start + FLOW_BATCH, frames.shape[0] - 1)
         warped = warp(frames[start + 1:stop + 1].float(), forward[start:stop].float())
         sq = (frames[start:stop].float() - warped).square().mean(1, keepdim=True)
         valid = 1.0 - occluded[start:stop].float()
@@ -141,3 +97,21 @@ def warping_error(
     kept = per_pair[~per_pair.isnan()]
     value = float(kept.mean()) if kept.numel() else float("nan")
     return value, per_pair
+
+
+@register_metric("warping_error", direction="lower")
+def _warping_error_metric(frames: torch.Tensor, reference: torch.Tensor | None,
+                          context: ScoreContext) -> MetricResult:
+    """Warping error with the clip's own flow."""
+    per_pair = warping_errors(frames, context.flows[0], context.occlusion)
+    per_pair[~context.pairs] = float("nan")
+    return MetricResult(nanmean(per_pair), per_pair)
+
+
+@register_metric("warping_error_ref", direction="lower", needs_reference=True)
+def _warping_error_ref_metric(frames: torch.Tensor, reference: torch.Tensor | None,
+                              context: ScoreContext) -> MetricResult:
+    """Warping error with the reference's flow and occlusion (Lai et al. 2018's protocol for processed clips)."""
+    per_pair = warping_errors(frames, context.reference_flows[0], context.reference_occlusion)
+    per_pair[~context.pairs] = float("nan")
+    return MetricResult(nanmean(per_pair), per_pair)
