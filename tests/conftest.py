@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import pytest
 
 from coherence.io.ffmpeg import ffmpeg_exe
 
-SHARED_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
+SHARED_CLIPS = Path(os.environ.get("COHERENCE_SHARED_CLIPS",
+                            Path(__file__).resolve().parents[2] / "shared" / "clips"))
 
 
 def make_media(path: Path, *args: str) -> Path:
@@ -38,6 +40,13 @@ def variable_rate_clip(media_dir: Path) -> Path:
     return make_media(media_dir / "vfr.mp4", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24", "-t", "2",
                       "-vf", "select='not(eq(mod(n\\,3)\\,1))'", "-fps_mode", "vfr", "-c:v", "libx264",
                       "-pix_fmt", "yuv420p")
+
+
+@pytest.fixture(scope="session")
+def slow_gif(media_dir: Path) -> Path:
+    """An 8-frame GIF at 3 fps (33 cs per frame), like Text2Video-Zero exports."""
+    return make_media(media_dir / "slow.gif", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=100/33",
+                      "-frames:v", "8")
 
 
 @pytest.fixture(scope="session")

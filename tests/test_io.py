@@ -57,7 +57,13 @@ def test_audio_is_copied_and_kept_in_sync(clip_with_audio: Path, tmp_path: Path)
     assert copied.has_audio and copied.frames == 60 and copied.fps == info.fps
 
 
-def test_gif_gives_exactly_its_real_frames(shared_clips: Path) -> None:
+def test_gif_is_not_resampled(slow_gif: Path) -> None:
+    info = probe(slow_gif)
+    assert info.frames == 8 and info.fps == Fraction(100, 33)
+    assert sum(1 for _ in read_frames(info)) == 8  # ffmpeg would duplicate frames up to 25 fps if allowed
+
+
+def test_shared_gifs_give_exactly_their_real_frames(shared_clips: Path) -> None:
     for gif in sorted((shared_clips / "text2video_zero").glob("*.gif")):
         info = probe(gif)
         assert info.frames == 8
