@@ -26,6 +26,8 @@ from coherence.errors import ConfigError
 
 _BACKGROUND_TEXTURE = 256
 _OBJECT_TEXTURE = 64
+# elements per (layers, frames, H, W) working tensor of one render chunk
+_CHUNK_ELEMENTS = 4_000_000
 
 
 def noise_texture(gen: torch.Generator, size: int, *, finest: float, contrast: float) -> torch.Tensor:
@@ -195,22 +197,30 @@ class SyntheticScene:
         """Render frames ``start .. start + frames - 1`` with their true flow and occlusion."""
         if frames < 1:
             raise ConfigError(f"the number of frames must be at least 1, got {frames}")
-        h, w = self.height, self.width
-        times = torch.arange(start, start + frames)
+        # bounded working memory: chunks of frames, each rendered with the frame after it for its flow
+        chunk = max(2, _CHUNK_ELEMENTS // ((1 + self.objects) * self.height * self.width))
+        end = start + frames
+        parts = [self._render_times(torch.arange(first, min(first + chunk, end - 1) + 1), keep=min(chunk, end - first))
+                 for first in range(start, end, chunk)]
+        return SceneRender(*(torch.cat(part) for part in zip(*parts)))
+
+    def _render_times(self, times: torch.Tensor, *, keep: int) -> tuple[torch.Tensor, ...]:
+        """Frames, flow, occlusion and layer ids (as :class:`SceneRender`) of the first ``keep`` of ``times``;
+        the flow of all ``len(times) - 1`` pairs."""
+        h, w, m = self.height, self.width, len(times)
         poses = self.poses(times)
         ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
                                 indexing="ij")
-        x, y = xs.expand(frames, h, w), ys.expand(frames, h, w)
-        ux, uy = _to_local(x, y, poses)  # (L, T, H, W)
+        x, y = xs.expand(m, h, w), ys.expand(m, h, w)
+        ux, uy = _to_local(x, y, poses)  # (L, M, H, W)
 
-        tx, ty = ux / self.texture_scale, uy / self.texture_scale
+        tx, ty = ux[:, :keep] / self.texture_scale, uy[:, :keep] / self.texture_scale
         colour = _sample_periodic(self.background[None], tx[:1], ty[:1])
         if self.objects:
             off = self._offset[:, :, None, None, None]
             colour = torch.cat((colour, _sample_periodic(self.textures, tx[1:] + off[:, 0], ty[1:] + off[:, 1])))
         layers = self._top_layer(x, y, poses)
-        index = layers[None, :, None].expand(1, frames, 3, h, w)
-        image = colour.gather(0, index)[0]
+        image = colour.gather(0, layers[None, :keep, None].expand(1, keep, 3, h, w))[0]
 
         # true flow: carry each layer's local point to the next frame's pose, keep the visible layer's
         nx, ny = _to_screen(ux[:, :-1], uy[:, :-1], poses[:, 1:])
@@ -221,4 +231,4 @@ class SyntheticScene:
         covered = self._top_layer(qx, qy, poses[:, 1:]) != visible
         outside = (qx < 0) | (qx > w - 1) | (qy < 0) | (qy > h - 1)
         occlusion = (covered | outside)[:, None].float()
-        return SceneRender(frames=image.contiguous(), flow=flow, occlusion=occlusion, layers=layers)
+        return image.contiguous(), flow, occlusion, layers[:keep]

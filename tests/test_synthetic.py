@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from coherence.errors import ConfigError, DependencyError
+from coherence.flow import get_flow
 from coherence.flow.ops import warp
 from generators import (
     GeneratedClip,
@@ -77,6 +78,14 @@ def test_true_flow_reproduces_previous_frame_where_unoccluded(seed):
     layers_next = warp(clip.layers[1:, None].float(), clip.flow, mode="nearest")
     same_layer = (layers_next == clip.layers[:-1, None].float()).float()
     assert float((same_layer * (1 - clip.occlusion)).sum() / (1 - clip.occlusion).sum()) > 0.97
+
+
+def test_true_flow_agrees_with_the_flow_estimator_convention():
+    clip = synthetic_clip(frames=6, size=SIZE, seed=0, artifacts=None)
+    estimate = get_flow("dis", preset="medium")(clip.clean.frames[:-1], clip.clean.frames[1:])
+    epe = (estimate - clip.flow).square().sum(1, keepdim=True).sqrt()
+    assert float(epe[clip.occlusion == 0].median()) < 0.3
+    assert float(clip.flow.square().sum(1).sqrt().median()) > 0.5  # far from the trivial zero flow
 
 
 def test_pure_pan_gives_uniform_flow_of_pan_speed():
