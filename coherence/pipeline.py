@@ -6,6 +6,7 @@ them through every stage (each keeping only its window) and writes them atomical
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,9 @@ import torch
 
 from coherence.clip import Clip, parse_fps
 from coherence.io import VideoInfo, VideoWriter, probe, read_frames
-from coherence.stage import Stage
+from coherence.stage import Stage, check_frame_count
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,10 @@ class Pipeline:
         info = source if isinstance(source, VideoInfo) else probe(source, fps=fps)
         fps_in = parse_fps(fps) if fps is not None else info.fps
         fps_out = self.output_fps(fps_in)
+        check_frame_count(self.stages, info.frames, source=info.path)
+        if info.variable_rate:
+            log.warning("%s: the frame rate is variable; every frame is kept and the output is written at a "
+                        "constant %s fps (its average)", info.path, fps_out)
         audio = info.path if info.path.is_file() else None
         frames_in = 0
 
