@@ -163,11 +163,133 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- score ----------------------------------------------------------------------------------------------------
+def _add_score_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="measure frame coherence (warping error, VBench scores, fidelity guards)")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="PATH", help="video files or image folders to score")
+    p.add_argument("--reference", type=Path, metavar="REF",
+                   help="the original (or ground truth): enables psnr, ssim, alignment, motion_kept, freeze_rate, "
+                        "sharpness_kept and warping_error_ref")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print one JSON object per input")
+    fmt.add_argument("--csv", action="store_true", help="print CSV, one row per input")
+    p.add_argument("--plot", type=Path, metavar="FILE", help="draw per-frame curves of the inputs (and reference)")
+    p.add_argument("--fps", help="frame rate of image-folder inputs (default 24)")
+    p.add_argument("--metrics", help="comma-separated metric names (default: all that need no weights)")
+    p.add_argument("--flow", default="dis", help="flow backend (default dis)")
+    p.set_defaults(func=_cmd_score)
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from coherence.io import read_clip
+    from coherence.metrics import ScoreContext, default_metrics, get_metric, score
+    from coherence.report import markdown_table, plot_per_frame, to_csv, to_json
+
+    names = [n.strip() for n in args.metrics.split(",") if n.strip()] if args.metrics else None
+    reference = read_clip(args.reference, fps=args.fps) if args.reference else None
+    # the reference's flows are estimated once and shared by every input judged against it
+    ref_ctx = ScoreContext(reference.frames, fps=reference.fps, flow=args.flow) if reference else None
+    reports = []
+    for path in progress(args.inputs, total=len(args.inputs), desc="score", args=args, unit="clip"):
+        clip = read_clip(path, fps=args.fps)
+        ctx = ScoreContext(clip.frames, reference.frames if reference else None, fps=clip.fps, flow=args.flow,
+                           reference_context=ref_ctx)
+        report = score(clip.frames, metrics=names, path=str(path), context=ctx)
+        reports.append(report)
+        if args.json:
+            print(to_json(report), flush=True)
+    if ref_ctx is not None and not (args.json or args.csv):
+        wanted = names or default_metrics(with_reference=False)
+        own = [n for n in wanted if not get_metric(n).needs_reference]
+        if own:
+            reports.insert(0, score(ref_ctx.frames, metrics=own, path=f"{args.reference} (reference)",
+                                    context=ref_ctx))
+    if args.csv:
+        print(to_csv(reports), end="")
+    elif not args.json:
+        print(markdown_table(reports))
+    if args.plot:
+        plot_per_frame(reports, args.plot)
+        _say(args, f"wrote {args.plot}")
+    return 0
+
+
+# -- batch ----------------------------------------------------------------------------------------------------
+def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "batch", help="score or process many clips on a local process pool or a Ray cluster (resumable)",
+        description="Run a pipeline per clip of a folder (searched recursively) or a manifest (a text file of "
+                    "paths, or CSV/TSV with a 'path' or 'file' column). With no stage flag each clip is scored. "
+                    "Results go to OUT_DIR/results.jsonl, one line per clip; a rerun skips the clips already done. "
+                    "Exit code 0 when the batch ran, even if some clips failed; 1 when every clip failed.")
+    p.add_argument("source", type=Path, metavar="IN_DIR_OR_MANIFEST", help="folder of clips or manifest file")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT_DIR",
+                   help="folder for results.jsonl and the processed clips (mirroring the input layout)")
+    p.add_argument("--smooth", action="store_true", help="smooth each clip (default preset)")
+    p.add_argument("--interpolate", action="store_true", help="interpolate each clip (2x unless --factor/--to-fps)")
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("--factor", type=int, help="interpolation factor (implies --interpolate)")
+    rate.add_argument("--to-fps", help="interpolate to this frame rate, e.g. 60 (implies --interpolate)")
+    p.add_argument("--score", action="store_true", help="score each result (always on without a stage flag)")
+    p.add_argument("--workers", type=int, help="parallel workers (default: one per CPU core)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run on Ray: a cluster address (e.g. auto, ray://head:10001), or a local Ray without one")
+    p.add_argument("--force", action="store_true", help="redo clips that results.jsonl says are done")
+    p.add_argument("--fps", help="frame rate of image-folder clips (default 24)")
+    p.add_argument("--format", dest="output_format", metavar="SUFFIX",
+                   help="format of processed clips, e.g. .mp4 (default: the input's when writable, else .mp4)")
+    p.add_argument("--device", default="cpu", help="torch device of stages and metrics (cpu, cuda)")
+    p.set_defaults(func=_cmd_batch)
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from coherence.batch import BatchOptions, run_batch
+
+    interpolate = args.interpolate or args.factor is not None or args.to_fps is not None
+    suffix = args.output_format
+    options = BatchOptions(
+        smooth=args.smooth, score=args.score, fps=args.fps, device=args.device,
+        interpolate_factor=args.factor if args.factor is not None else 2 if interpolate and not args.to_fps else None,
+        interpolate_fps=args.to_fps, output_format=None if suffix is None else "." + suffix.lstrip("."))
+    bar: Any = None
+    failed = 0
+
+    def on_progress(done: int, total: int, record: dict[str, Any] | None) -> None:
+        nonlocal bar, failed
+        if record is not None and record["status"] != "ok":
+            failed += 1
+            if not args.quiet:
+                error = str(record["error"])
+                line = error if error.startswith(record["path"]) else f"{record['path']}: {error}"
+                (bar.write if bar is not None else print)(f"coherence: failed: {line}", file=sys.stderr)
+        if args.quiet:
+            return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc="batch", unit="clip", leave=False, dynamic_ncols=True, disable=None)
+        bar.update(done - bar.n)
+        if failed:
+            bar.set_postfix(failed=failed)
+
+    try:
+        summary = run_batch(args.source, args.output, options=options, executor="local" if args.ray is None else "ray",
+                            workers=args.workers, ray_address=args.ray or None, force=args.force,
+                            on_progress=on_progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    _say(args, f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped (see {summary.ledger})")
+    return 1 if summary.ran and not summary.ok else 0
+
+
 # -- entry point ----------------------------------------------------------------------------------------------
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_info_parser,
     _add_convert_parser,
     _add_demo_parser,
+    _add_score_parser,
+    _add_batch_parser,
 ]
 
 

@@ -7,6 +7,7 @@ a clip. See ``coherence.flow`` for the optical-flow convention.
 from coherence.clip import Clip, parse_fps
 from coherence.errors import CoherenceError, ConfigError, DependencyError, InputError, OutputError
 from coherence.io import VideoInfo, VideoWriter, probe, read_clip, read_frames, write_clip
+from coherence.metrics import ScoreReport, score
 from coherence.pipeline import Pipeline, RunResult
 
 __version__ = "0.1.0"
@@ -20,11 +21,13 @@ __all__ = [
     "OutputError",
     "Pipeline",
     "RunResult",
+    "ScoreReport",
     "VideoInfo",
     "VideoWriter",
     "parse_fps",
     "probe",
     "read_clip",
     "read_frames",
+    "score",
     "write_clip",
 ]

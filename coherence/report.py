@@ -110,13 +110,17 @@ def plot_per_frame(reports: Sequence[ScoreReport], path: str | Path, *, metrics:
     if not names:
         raise InputError("there is no per-frame series to plot")
     legend = list(labels) if labels else [Path(r.path).name if r.path else f"clip {i}" for i, r in enumerate(reports)]
+    directions: dict[str, str] = {}
+    for r in reports:
+        directions.update(r.directions)
     fig, axes = plt.subplots(len(names), 1, figsize=(9, 2.2 * len(names)), sharex=True, squeeze=False)
     for ax, name in zip(axes[:, 0], names, strict=True):
-        for report, text in zip(reports, legend, strict=True):
+        for i, (report, text) in enumerate(zip(reports, legend, strict=True)):
             series = report.per_frame.get(name)
-            if series:
-                ax.plot(range(len(series)), [math.nan if x is None else x for x in series], label=text, lw=1.2)
-        direction = reports[0].directions.get(name, "neutral")
+            if series:  # markers keep sparse series (every other frame, cuts left out) visible; one colour per clip
+                ax.plot(range(len(series)), [math.nan if x is None else x for x in series], label=text, lw=1.2,
+                        marker="o", ms=2.5, color=f"C{i}")
+        direction = directions.get(name, "neutral")
         ax.set_ylabel(f"{name} {_ARROWS.get(direction, '')}".strip(), fontsize=8)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8, loc="best")

@@ -110,10 +110,13 @@ class ScoreContext:
         reference: ``(T, 3, H, W)`` reference clip (the original, or ground truth), or ``None``.
         fps: frame rate of the clip.
         flow: flow backend (name or instance) for every flow here.
+        reference_context: the context of ``reference`` scored on its own, whose flows, motion and cuts are
+            then shared instead of estimated again (many outputs judged against one original).
     """
 
     def __init__(self, frames: torch.Tensor, reference: torch.Tensor | None = None, *,
-                 fps: Fraction | float | str = 24, flow: str | FlowEstimator = "dis") -> None:
+                 fps: Fraction | float | str = 24, flow: str | FlowEstimator = "dis",
+                 reference_context: ScoreContext | None = None) -> None:
         check_clip(frames)
         if reference is not None:
             check_reference(frames, reference)
@@ -121,6 +124,14 @@ class ScoreContext:
         self.reference = reference
         self.fps = parse_fps(fps)
         self.estimator = get_flow(flow)
+        if reference_context is not None:
+            if reference is None or reference_context.frames is not reference:
+                raise ConfigError("reference_context must be the context of the same reference tensor")
+            # cached_property reads the instance dict first: share what the reference's context has computed
+            self.__dict__["reference_flows"] = reference_context.flows
+            self.__dict__["reference_occlusion"] = reference_context.occlusion
+            self.__dict__["reference_motion"] = reference_context.motion
+            self.__dict__["cuts"] = reference_context.cuts
 
     @property
     def num_frames(self) -> int:
