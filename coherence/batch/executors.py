@@ -30,10 +30,18 @@ _QUEUE_PER_WORKER = 2
 _CRASH = "the worker process died while running this clip (killed, out of memory, or a crash in native code)"
 
 
-def init_worker() -> None:
-    """Make this process compute with one thread (torch intra- and inter-op, OpenCV)."""
+def init_worker(log_level: int | None = None) -> None:
+    """Make this process compute with one thread (torch intra- and inter-op, OpenCV).
+
+    Args:
+        log_level: when given, this (spawned) process logs ``coherence`` messages at this level to stderr, tagged
+            with its process id; the caller's logging setup does not cross a spawn.
+    """
     import cv2
     import torch
+
+    if log_level is not None:
+        logging.basicConfig(level=log_level, format="coherence: %(levelname)s: [worker %(process)d] %(message)s")
 
     torch.set_num_threads(1)
     try:
@@ -80,8 +88,9 @@ class LocalExecutor:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         self.close()
+        level = logging.getLogger("coherence").getEffectiveLevel()
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=init_worker)
+                                         initializer=init_worker, initargs=(level,))
         return self._pool
 
     def map(self, jobs: Sequence[Job]) -> Iterator[Record]:

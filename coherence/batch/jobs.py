@@ -295,7 +295,7 @@ def run_job(job: Job) -> dict[str, Any]:
         # batch goes on with the next clip
         message = str(exc) if isinstance(exc, CoherenceError) else f"{type(exc).__name__}: {exc}"
         record.update(error=message.splitlines()[0] if message else type(exc).__name__, error_kind=error_kind(exc))
-        log.warning("%s: %s", job.path, record["error"])
+        log.info("%s: %s", job.path, record["error"])
     timings["total"] = round(time.perf_counter() - start, 3)
     record["timings"] = timings
     record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
