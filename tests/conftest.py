@@ -7,8 +7,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from coherence.io.ffmpeg import ffmpeg_exe
+
+# one intra-op thread: the suite's tensors are small, and oversubscribed OpenMP threads on a 2-core machine make
+# small ops many times slower than running them on one
+torch.set_num_threads(1)
 
 SHARED_CLIPS = Path(os.environ.get("COHERENCE_SHARED_CLIPS",
                             Path(__file__).resolve().parents[2] / "shared" / "clips"))
