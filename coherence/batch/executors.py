@@ -73,6 +73,9 @@ def _default_workers() -> int:
 class LocalExecutor:
     """A pool of ``workers`` spawned processes on this machine (default: one per available CPU core).
 
+    ``task`` is the function each job runs (default :func:`~coherence.batch.jobs.run_job`); it must be importable
+    by name, since spawned workers look it up again.
+
     Processes are spawned, not forked, so that no thread or CUDA state of the caller leaks into them. A worker
     that dies breaks the pool: the pool is replaced, and the jobs that were in flight are run again one at a time
     so that only the clip that kills its worker is recorded as crashed.
@@ -80,10 +83,11 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, *, workers: int | None = None) -> None:
+    def __init__(self, *, workers: int | None = None, task: Callable[[Job], Record] = run_job) -> None:
         if workers is not None and workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {workers}")
         self.workers = workers or _default_workers()
+        self.task = task
         self._pool: ProcessPoolExecutor | None = None
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -100,14 +104,16 @@ class LocalExecutor:
         pool = self._new_pool()
         isolated = False
         while pending or suspects or running:
+            if self._pool is None:  # the last pool broke: start a fresh one only when there is work for it
+                pool = self._new_pool()
             if suspects and not running:
                 job = suspects.popleft()
-                running[pool.submit(run_job, job)] = job
+                running[pool.submit(self.task, job)] = job
                 isolated = True
             elif not suspects:
                 while pending and len(running) < self.workers * _QUEUE_PER_WORKER:
                     job = pending.popleft()
-                    running[pool.submit(run_job, job)] = job
+                    running[pool.submit(self.task, job)] = job
                 isolated = False
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             broken = False
@@ -127,7 +133,7 @@ class LocalExecutor:
                 suspects.extend(running.values())
                 running.clear()
                 log.warning("a worker process died; %d clips will be retried one at a time", len(suspects))
-                pool = self._new_pool()
+                self.close()
 
     def close(self) -> None:
         pool, self._pool = self._pool, None
