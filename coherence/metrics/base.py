@@ -331,7 +331,7 @@ def score(frames: torch.Tensor, reference: torch.Tensor | None = None, *, fps: F
         if result.per_frame is not None:
             series[metric.name] = [float(x) for x in result.per_frame.flatten()]
     if ctx.duplicates:
-        log.info("%d duplicated frames: %s", len(ctx.duplicates), ctx.duplicates[:20])
+        log.debug("%d duplicated frames: %s", len(ctx.duplicates), ctx.duplicates[:20])
     return ScoreReport(frames=ctx.num_frames, fps=ctx.fps, metrics=values, per_frame=series,
                        directions={m.name: m.direction for m in chosen}, skipped=skipped, cuts=list(ctx.cuts),
                        duplicates=list(ctx.duplicates), path=path)
