@@ -283,12 +283,35 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     return 1 if summary.ran and not summary.ok else 0
 
 
+# -- bench ----------------------------------------------------------------------------------------------------
+def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="run the benchmark suite: our smoother, ffmpeg filters and adversarial "
+                                     "baselines on synthetic, degraded real and generated clips")
+    p.add_argument("--out", type=Path, default=Path("bench-results"),
+                   help="folder for results.json, per-case CSV/JSON, summary.md, plots and report.html")
+    p.add_argument("--quick", action="store_true", help="small clips and one preset (a few minutes)")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from benchmarks.runner import run_suite
+
+    def on_case(name: str, index: int) -> None:
+        _say(args, f"case {index + 1}: {name}")
+
+    _, table = run_suite(args.out, quick=args.quick, on_case=on_case)
+    print(table)
+    _say(args, f"wrote {args.out / 'report.html'}")
+    return 0
+
+
 # -- entry point ----------------------------------------------------------------------------------------------
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_info_parser,
     _add_convert_parser,
     _add_demo_parser,
     _add_score_parser,
+    _add_bench_parser,
     _add_batch_parser,
 ]
 
