@@ -16,6 +16,9 @@ from coherence.errors import ConfigError
 from coherence.flow.base import check_pair, register_flow
 from coherence.flow.ops import resize_flow
 
+# Smallest side given to OpenCV's DIS; smaller images are padded up to it.
+_DIS_MIN_SIDE = 16
+
 _DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
@@ -81,7 +84,14 @@ class DISFlow(_OpenCVFlow):
         self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
 
     def _pair(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return self._dis.calc(a, b, None)
+        h, w = a.shape
+        if h >= _DIS_MIN_SIDE and w >= _DIS_MIN_SIDE:
+            return self._dis.calc(a, b, None)
+        # OpenCV's DIS refuses images smaller than its patch pyramid needs (about 12 px); tiny frames (or flows of
+        # small frames at a reduced scale) are padded by edge replication and the flow cropped back
+        pad_y, pad_x = max(0, _DIS_MIN_SIDE - h), max(0, _DIS_MIN_SIDE - w)
+        a_p, b_p = (cv2.copyMakeBorder(x, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE) for x in (a, b))
+        return np.ascontiguousarray(self._dis.calc(a_p, b_p, None)[:h, :w])
 
 
 @register_flow("farneback")
