@@ -283,6 +283,71 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     return 1 if summary.ran and not summary.ok else 0
 
 
+# -- generate -------------------------------------------------------------------------------------------------
+def _parse_size(text: str) -> tuple[int, int]:
+    from coherence.errors import ConfigError
+
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or int(width) < 8 or int(height) < 8:
+        raise ConfigError(f"invalid size {text!r}: use WIDTHxHEIGHT, e.g. 512x320")
+    return int(width), int(height)
+
+
+def _add_generate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="generate a clip from a prompt (synthetic model, or a diffusers model)")
+    p.add_argument("prompt", help="text prompt")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output file or folder of PNGs")
+    p.add_argument("--model", default="synthetic", help="generator name (default synthetic: no weights)")
+    p.add_argument("--frames", type=int, help="number of frames (default: the model's)")
+    p.add_argument("--size", help="WIDTHxHEIGHT (default: the model's)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--steps", type=int, help="denoising steps (diffusion models)")
+    p.add_argument("--latent-blend", type=float, metavar="STRENGTH",
+                   help="flow-guided latent blending during generation, strength in [0, 1]")
+    p.add_argument("--ground-truth", type=Path, metavar="PATH",
+                   help="also write the clean clip, where the generator knows it (synthetic)")
+    p.set_defaults(func=_cmd_generate)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from coherence.io import write_clip
+    from coherence.latent import LatentBlender
+    from generators import get_generator
+
+    size = _parse_size(args.size) if args.size else None
+    options: dict[str, Any] = {}
+    callbacks = []
+    if args.steps is not None:
+        options["steps"] = args.steps
+    if args.model == "synthetic":
+        # the synthetic model runs in its latent mode, where its incoherence is per-frame latent noise and the
+        # latent blender has latents to work on
+        generator = get_generator("synthetic", latent=True)
+        if args.latent_blend is not None:
+            callbacks.append(LatentBlender(strength=args.latent_blend).on_step_end)
+    else:
+        generator = get_generator(args.model)
+        if args.latent_blend is not None:
+            LatentBlender(strength=args.latent_blend)  # validates the strength before loading weights
+            options["latent_blend"] = args.latent_blend
+    call: dict[str, Any] = {"seed": args.seed, "callbacks": callbacks, **options}
+    if args.frames is not None:
+        call["frames"] = args.frames
+    if size is not None:
+        call["size"] = size
+    result = generator.generate(args.prompt, **call)
+    write_clip(result.clip, args.output)
+    _say(args, f"wrote {args.output} ({result.clip.frames.shape[0]} frames)")
+    if args.ground_truth is not None:
+        if result.ground_truth is None:
+            from coherence.errors import ConfigError
+
+            raise ConfigError(f"the {args.model} generator has no ground truth to write")
+        write_clip(result.ground_truth.clean, args.ground_truth)
+        _say(args, f"wrote {args.ground_truth} (ground truth)")
+    return 0
+
+
 # -- bench ----------------------------------------------------------------------------------------------------
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="run the benchmark suite: our smoother, ffmpeg filters and adversarial "
@@ -313,6 +378,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_score_parser,
     _add_bench_parser,
     _add_batch_parser,
+    _add_generate_parser,
 ]
 
 
