@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 CLIPS_DIR = Path(os.environ.get("COHERENCE_CLIPS", "/work/shared/clips"))
 QUICK_SIDE, FULL_SIDE = 256, 480
 QUICK_FRAMES, FULL_FRAMES = 16, 48
+# the generated clips are many: the full run takes their first 32 frames at a long side of 384
+GENERATED_FRAMES, GENERATED_SIDE = 32, 384
 VIDEO_SUFFIXES = {".mp4", ".gif", ".webm", ".mkv", ".mov", ".avi"}
 
 # Metrics of every row (flows are shared through the case's reference context).
@@ -111,13 +113,13 @@ def generated_cases(*, quick: bool) -> Iterator[Case]:
         paths = [p for p in paths if p.stem == "lavie_ironman"] or paths[:1]
     for path in paths:
         try:
-            clip = read_clip(path, max_frames=QUICK_FRAMES if quick else FULL_FRAMES)
+            clip = read_clip(path, max_frames=QUICK_FRAMES if quick else GENERATED_FRAMES)
         except CoherenceError as exc:
             log.warning("%s unreadable (%s); skipped", path, exc)
             continue
         if clip.frames.shape[0] < 3:
             continue
-        frames = quantise(_fit(clip.frames, QUICK_SIDE if quick else FULL_SIDE))
+        frames = quantise(_fit(clip.frames, QUICK_SIDE if quick else GENERATED_SIDE))
         yield Case(path.stem, "generated", frames, frames, clip.fps, False, f"{path.parent.name}/{path.name}")
 
 
