@@ -306,6 +306,13 @@ def _add_generate_parser(sub: argparse._SubParsersAction) -> None:
                    help="flow-guided latent blending during generation, strength in [0, 1]")
     p.add_argument("--ground-truth", type=Path, metavar="PATH",
                    help="also write the clean clip, where the generator knows it (synthetic)")
+    p.add_argument("--smooth", action="store_true", help="smooth the generated clip (default preset)")
+    p.add_argument("--to-fps", help="interpolate the generated clip to this frame rate, e.g. 24")
+    p.add_argument("--device", default="auto", help="torch device of a diffusers model (auto, cpu, cuda)")
+    p.add_argument("--offload", choices=("none", "model", "sequential"), default="none",
+                   help="CPU offload of a diffusers model, to fit a smaller GPU")
+    p.add_argument("--model-id", help="Hugging Face model id or local folder (with --model diffusers, or to "
+                                      "replace a preset's weights)")
     p.set_defaults(func=_cmd_generate)
 
 
@@ -326,7 +333,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         if args.latent_blend is not None:
             callbacks.append(LatentBlender(strength=args.latent_blend).on_step_end)
     else:
-        generator = get_generator(args.model)
+        extra = {"model_id": args.model_id} if args.model_id else {}
+        generator = get_generator(args.model, device=args.device, offload=args.offload, **extra)
         if args.latent_blend is not None:
             LatentBlender(strength=args.latent_blend)  # validates the strength before loading weights
             options["latent_blend"] = args.latent_blend
@@ -336,8 +344,22 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if size is not None:
         call["size"] = size
     result = generator.generate(args.prompt, **call)
-    write_clip(result.clip, args.output)
-    _say(args, f"wrote {args.output} ({result.clip.frames.shape[0]} frames)")
+    clip = result.clip
+    stages: list[Any] = []
+    if args.smooth:
+        from coherence.smooth import Smoother
+
+        stages.append(Smoother())
+    if args.to_fps:
+        from coherence.interpolate import Interpolator
+
+        stages.append(Interpolator(fps=args.to_fps))
+    if stages:
+        from coherence.pipeline import Pipeline
+
+        clip = Pipeline(stages).process_clip(clip)
+    write_clip(clip, args.output)
+    _say(args, f"wrote {args.output} ({clip.frames.shape[0]} frames at {clip.fps} fps)")
     if args.ground_truth is not None:
         if result.ground_truth is None:
             from coherence.errors import ConfigError

@@ -228,13 +228,13 @@ class DiffusersGenerator:
         self,
         prompt: str,
         *,
-        frames: int,
-        size: tuple[int, int],
-        seed: int,
+        frames: int | None = None,
+        size: tuple[int, int] | None = None,
+        seed: int = 0,
         callbacks: Sequence[StepCallback] | None = None,
         **options: Any,
     ) -> GeneratedClip:
-        """Generate a clip; see :class:`generators.base.Generator`.
+        """Generate a clip; see :class:`generators.base.Generator` (``frames`` and ``size`` default to the preset's).
 
         Options: ``latent_blend`` (a strength in [0, 1] or a :class:`~coherence.latent.LatentBlender`),
         ``steps``, ``guidance_scale``, ``negative_prompt``, ``pipeline_kwargs`` (more arguments for the pipeline
@@ -246,6 +246,8 @@ class DiffusersGenerator:
         unknown = sorted(set(options) - set(_OPTIONS))
         if unknown:
             raise ConfigError(f"unknown option(s) for {self.name}: {', '.join(unknown)}; use {', '.join(_OPTIONS)}")
+        frames = frames or (self.preset.frames if self.preset else 16)
+        size = size or (self.preset.size if self.preset else (512, 512))
         self._check_shape(frames, size)
         steps = int(options.get("steps") or (self.preset.steps if self.preset else 25))
         pipe = self.pipe
