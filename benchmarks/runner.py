@@ -5,6 +5,9 @@ Per row: the suite's metrics against the reference, the verdict (stability gaine
 (frames per second, ratio to ffmpeg's deflicker on the same case) and peak extra resident memory of the process
 while the method ran (ffmpeg's own memory, in its subprocess, is not counted).
 
+Cases with ground truth also run the frame-drop interpolation benchmark (:mod:`benchmarks.frame_drop`) on their
+clean clip (the first one only with ``--quick``).
+
 Outputs in ``--out``: ``results.json`` (every row and the summary), ``cases/<case>.csv|json``, ``summary.md``,
 ``gain_vs_fidelity.png``, ``clips/<case>.gif`` (input | ours, side by side) and a self-contained ``report.html``.
 
@@ -28,6 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from benchmarks.frame_drop import frame_drop_rows
 from benchmarks.methods import Method, all_methods
 from benchmarks.suite import SUITE_METRICS, Case, all_cases, verdict
 from coherence.metrics import ScoreContext, score
@@ -154,9 +158,29 @@ def _fmt(value: object, digits: int | None) -> str:
 
 def markdown_summary(summary: Sequence[dict[str, object]]) -> str:
     """The summary as a markdown table."""
-    lines = ["| " + " | ".join(h for _, h, _ in _COLUMNS) + " |",
-             "|" + "|".join("---" if d is None else "---:" for _, _, d in _COLUMNS) + "|"]
-    lines += ["| " + " | ".join(_fmt(s[k], d) for k, _, d in _COLUMNS) + " |" for s in summary]
+    return _markdown(summary, _COLUMNS)
+
+
+_INTERP_COLUMNS = [("method", "method", None), ("kind", "kind", None), ("cases", "cases", None),
+                   ("psnr", "PSNR of restored frames ↑", 2), ("ssim", "SSIM ↑", 3),
+                   ("temporal_flickering", "VBench flicker ↑", 4), ("fps", "frames/s", 1)]
+
+
+def interpolation_summary(rows: Sequence[dict[str, object]]) -> list[dict[str, object]]:
+    """Frame-drop rows averaged per method."""
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        out.append({"method": method, "kind": mine[0]["kind"], "cases": len(mine),
+                    **{k: statistics.fmean(float(r[k]) for r in mine)
+                       for k in ("psnr", "ssim", "temporal_flickering", "fps")}})
+    return out
+
+
+def _markdown(records: Sequence[dict[str, object]], columns: list[tuple[str, str, int | None]]) -> str:
+    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |",
+             "|" + "|".join("---" if d is None else "---:" for _, _, d in columns) + "|"]
+    lines += ["| " + " | ".join(_fmt(r[k], d) for k, _, d in columns) + " |" for r in records]
     return "\n".join(lines)
 
 
@@ -188,7 +212,7 @@ def _plot(summary: Sequence[dict[str, object]], path: Path) -> Path | None:
 
 
 def _html(summary: Sequence[dict[str, object]], rows: Sequence[dict[str, object]], meta: dict[str, object],
-          plot: Path | None, gifs: Sequence[Path]) -> str:
+          plot: Path | None, gifs: Sequence[Path], interp: Sequence[dict[str, object]]) -> str:
     def table(records: Sequence[dict[str, object]], columns: list[tuple[str, str, int | None]]) -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in columns)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(k, ''), d))}</td>" for k, _, d in columns)
@@ -209,6 +233,8 @@ def _html(summary: Sequence[dict[str, object]], rows: Sequence[dict[str, object]
              "<h1>coherence benchmark</h1>",
              f"<p>{html.escape(json.dumps(meta))}</p>", "<h2>Summary (means over cases)</h2>",
              table(summary, _COLUMNS)]
+    if interp:
+        parts += ["<h2>Frame-drop interpolation (means over cases)</h2>", table(interp, _INTERP_COLUMNS)]
     if plot is not None:
         parts.append(f"<h2>Stability gain against fidelity</h2><img src='{embed(plot, 'image/png')}'>")
     for gif in gifs:
@@ -242,27 +268,36 @@ def run_suite(out: str | Path, *, quick: bool = False,
     methods = all_methods(quick=quick)
     started = time.time()
     rows: list[dict[str, object]] = []
+    interp_rows: list[dict[str, object]] = []
     for index, case in enumerate(all_cases(quick=quick)):
         if on_case is not None:
             on_case(case.name, index)
         case_rows = run_case(case, methods, clips_dir=out / "clips")
+        if case.has_truth and not (quick and interp_rows):
+            interp_rows.extend(frame_drop_rows(case.name, case.reference, case.fps))
         _write_rows(out / "cases" / f"{case.name}.csv", case_rows)
         (out / "cases" / f"{case.name}.json").write_text(json.dumps(
             [{k: _round(v) if isinstance(v, float) else v for k, v in r.items()} for r in case_rows], indent=1))
         rows.extend(case_rows)
     summary = summarise(rows)
+    interp = interpolation_summary(interp_rows)
     table = markdown_summary(summary)
+    if interp:
+        table += "\n\nFrame-drop interpolation (odd frames dropped and restored; scores on the restored frames)\n\n"
+        table += _markdown(interp, _INTERP_COLUMNS)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": quick,
             "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs".strip(),
             "seconds": round(time.time() - started, 1), "cases": len({r["case"] for r in rows})}
     clean = [{k: _round(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
     clean_summary = [{k: _round(v) if isinstance(v, float) else v for k, v in s.items()} for s in summary]
-    (out / "results.json").write_text(json.dumps({"meta": meta, "summary": clean_summary, "rows": clean}, indent=1))
+    clean_interp = [{k: _round(v) if isinstance(v, float) else v for k, v in r.items()} for r in interp_rows]
+    (out / "results.json").write_text(json.dumps({"meta": meta, "summary": clean_summary, "rows": clean,
+                                                  "interpolation": clean_interp}, indent=1))
     (out / "summary.md").write_text(f"Benchmark {meta['date']} on {meta['machine']}, quick={quick}, "
                                      f"{meta['cases']} cases, {meta['seconds']} s\n\n{table}\n")
     plot = _plot(summary, out / "gain_vs_fidelity.png")
     gifs = sorted((out / "clips").glob("*.gif"))[:6]
-    (out / "report.html").write_text(_html(summary, rows, meta, plot, gifs))
+    (out / "report.html").write_text(_html(summary, rows, meta, plot, gifs, interp))
     return summary, table
 
 

@@ -34,10 +34,10 @@ from generators.synthetic import synthetic_clip
 log = logging.getLogger(__name__)
 
 CLIPS_DIR = Path(os.environ.get("COHERENCE_CLIPS", "/work/shared/clips"))
-QUICK_SIDE, FULL_SIDE = 256, 480
-QUICK_FRAMES, FULL_FRAMES = 16, 48
-# the generated clips are many: the full run takes their first 32 frames at a long side of 384
-GENERATED_FRAMES, GENERATED_SIDE = 32, 384
+QUICK_SIDE, FULL_SIDE = 256, 384
+QUICK_FRAMES, FULL_FRAMES = 16, 32
+# the generated clips are many: the full run takes their first 24 frames at a long side of 320
+GENERATED_FRAMES, GENERATED_SIDE = 24, 320
 VIDEO_SUFFIXES = {".mp4", ".gif", ".webm", ".mkv", ".mov", ".avi"}
 
 # Metrics of every row (flows are shared through the case's reference context).
