@@ -67,3 +67,13 @@ def test_baselines_do_what_they_say():
     means = brightness_norm(frames, fps).mean((2, 3))
     assert (means - means.mean(0)).abs().max() < 1e-3
     assert spatial_blur(frames, fps).diff(dim=-1).abs().mean() < frames.diff(dim=-1).abs().mean()
+
+
+def test_frame_drop_ranks_motion_compensation_above_repetition():
+    from benchmarks.frame_drop import frame_drop_rows
+
+    sample = synthetic_clip(frames=9, size=(96, 64), seed=2, artifacts=None)
+    rows = {r["method"]: r for r in frame_drop_rows("tiny", sample.clean.frames, sample.clean.fps)}
+    assert {"repeat", "blend", "flow_midpoint", "ffmpeg_framerate"} <= set(rows)
+    assert rows["flow_midpoint"]["psnr"] > rows["blend"]["psnr"] > rows["repeat"]["psnr"]
+    assert all(r["frames"] >= 3 for r in rows.values())

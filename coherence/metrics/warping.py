@@ -43,7 +43,8 @@ def warping_errors(frames: torch.Tensor, forward: torch.Tensor, occluded: torch.
 
     Returns:
         ``(T - 1,)`` float32: mean over unoccluded pixels and channels of ``(I_t - warp(I_{t+1}))²``. A pair
-        with every pixel occluded falls back to the mean over all pixels, as in Lai's evaluation code.
+        with every pixel occluded is scored over all pixels (Lai's code would count it as 0, so that an
+        unusable flow would hide any error).
     """
     errors = torch.empty(frames.shape[0] - 1, dtype=torch.float32)
     for start in range(0, frames.shape[0] - 1, FLOW_BATCH):
