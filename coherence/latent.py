@@ -341,16 +341,18 @@ class LatentBlendStage:
             yield self.codec.decode(latent)[0].to(frame.device)
 
 
-def blend_clip(frames: torch.Tensor, codec: Codec, strength: float = 0.6, *, flow: str = "dis") -> torch.Tensor:
+def blend_clip(frames: torch.Tensor, codec: Codec, strength: float = 0.6, *,
+               flow: str | FlowEstimator = "dis") -> torch.Tensor:
     """Post-hoc mode on a finished clip: encode with ``codec``, blend along the frames' flow, decode.
 
     Args:
         frames: ``(T, 3, H, W)`` float32 in [0, 1].
         codec: frames <-> latents (e.g. :class:`~coherence.codec.VAECodec`).
         strength: in [0, 1]; 0 returns a copy of ``frames`` (no codec round trip).
+        flow: flow backend or its name (flow is estimated on ``frames``).
 
     Returns:
-        ``(T, 3, H, W)`` float32 in [0, 1].
+        ``(T, 3, H, W)`` float32 in [0, 1]; nothing is blended across a scene cut.
     """
     if frames.ndim != 4 or frames.shape[1] != 3:
         raise InputError(f"blend_clip expects (T, 3, H, W) frames, got {tuple(frames.shape)}")
