@@ -1,8 +1,8 @@
 """Frame-drop interpolation: drop every odd frame of a clean clip, restore it, compare with the dropped frames.
 
 Methods: our interpolator (``coherence.interpolate``, when that module is present), ffmpeg's ``minterpolate``
-(motion-compensated) and ``framerate`` (blending), the flow midpoint used by our ``motion_smoothness`` metric,
-and two baselines: repeating the previous frame and blending the two neighbours. Scores on the restored frames
+(motion-compensated) and ``framerate`` (blending), and two baselines: repeating the previous frame and blending
+the two neighbours. Scores on the restored frames
 only: PSNR and SSIM against the dropped ground truth; and VBench's temporal flickering of the restored clip.
 """
 
@@ -17,9 +17,8 @@ import kornia
 import torch
 
 from benchmarks.ffmpeg_filters import apply_ffmpeg_filter
-from coherence.flow import get_flow
 from coherence.metrics.base import nanmean
-from coherence.metrics.vbench import flickering_per_pair, midpoints
+from coherence.metrics.vbench import flickering_per_pair
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +31,6 @@ def _repeat(kept: torch.Tensor, fps: Fraction) -> torch.Tensor:
 
 def _blend(kept: torch.Tensor, fps: Fraction) -> torch.Tensor:
     return 0.5 * (kept[:-1] + kept[1:])
-
-
-def _flow_midpoint(kept: torch.Tensor, fps: Fraction) -> torch.Tensor:
-    est = get_flow("dis")
-    a, b = kept[:-1], kept[1:]
-    return midpoints(a, b, est(a, b), est(b, a)).clamp(0, 1)
 
 
 def _ffmpeg(vf: Callable[[Fraction], str]) -> Restorer:
@@ -56,7 +49,8 @@ def _ours() -> Restorer | None:
         return None
 
     def run(kept: torch.Tensor, fps: Fraction) -> torch.Tensor:
-        return interpolate(kept, fps=fps, factor=2)[1::2][: kept.shape[0] - 1]
+        frames, _ = interpolate(kept, fps, factor=2)
+        return frames[1::2][: kept.shape[0] - 1]
 
     return run
 
@@ -70,7 +64,6 @@ def restorers() -> dict[str, tuple[str, Restorer]]:
     found.update({
         "ffmpeg_minterpolate": ("competitor", _ffmpeg(lambda fps: f"minterpolate=fps={fps * 2}:mi_mode=mci")),
         "ffmpeg_framerate": ("competitor", _ffmpeg(lambda fps: f"framerate=fps={fps * 2}")),
-        "flow_midpoint": ("competitor", _flow_midpoint),
         "repeat": ("baseline", _repeat),
         "blend": ("baseline", _blend),
     })

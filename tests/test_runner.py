@@ -74,6 +74,6 @@ def test_frame_drop_ranks_motion_compensation_above_repetition():
 
     sample = synthetic_clip(frames=9, size=(96, 64), seed=2, artifacts=None)
     rows = {r["method"]: r for r in frame_drop_rows("tiny", sample.clean.frames, sample.clean.fps)}
-    assert {"repeat", "blend", "flow_midpoint", "ffmpeg_framerate"} <= set(rows)
-    assert rows["flow_midpoint"]["psnr"] > rows["blend"]["psnr"] > rows["repeat"]["psnr"]
+    assert {"repeat", "blend", "ours_interpolate", "ffmpeg_framerate"} <= set(rows)
+    assert rows["ours_interpolate"]["psnr"] > rows["blend"]["psnr"] > rows["repeat"]["psnr"]
     assert all(r["frames"] >= 3 for r in rows.values())

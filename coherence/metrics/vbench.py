@@ -7,8 +7,9 @@ Suite for Video Generative Models"; repository Vchitect/VBench):
   absolute difference of consecutive uint8 frames over all pixels and channels.
 - ``motion_smoothness`` (``vbench/motion_smoothness.py``): keep the even frames, re-interpolate the odd ones from
   their neighbours, ``(255 - mean MAE(original odd, interpolated)) / 255``. VBench interpolates with AMT-S
-  weights; we use a flow-based midpoint (see :func:`midpoints`), so absolute values are not comparable with
-  published VBench numbers, only their ordering.
+  weights; we use our own flow-based interpolator (:func:`coherence.interpolate.interpolate_pair` at
+  ``t = 1/2`` with the scorer's flow backend), so absolute values are not comparable with published VBench
+  numbers, only their ordering.
 - ``dynamic_degree`` (``vbench/dynamic_degree.py``): sample the clip at about 8 fps, take per pair the mean of
   the top 5% flow magnitudes; the clip is dynamic (1) when at least ``round(4 * n / 16)`` of its ``n`` sampled
   frames' pairs exceed ``max(1, 8 / fps) * 6 * min(H, W) / 256`` pixels. VBench uses RAFT; we use the scorer's
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from coherence.flow.ops import flow_magnitude, warp
+from coherence.flow.ops import flow_magnitude
 from coherence.metrics.base import FLOW_BATCH, MetricResult, ScoreContext, nanmean, register_metric
 
 
@@ -48,28 +49,13 @@ def temporal_flickering(frames: torch.Tensor, reference: torch.Tensor | None, co
     return MetricResult((255.0 - nanmean(mae)) / 255.0, (255.0 - mae) / 255.0)
 
 
-def midpoints(first: torch.Tensor, last: torch.Tensor, forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
-    """Frames halfway between ``first`` and ``last`` by bidirectional backward warping.
-
-    The flows from the middle frame are approximated from the end-point flows as in Super SloMo (Jiang et al.
-    2018, Eq. 4) at ``t = 1/2``: ``F_{t→0} = (B - F) / 4``, ``F_{t→1} = (F - B) / 4``, with ``F = flow(0, 1)``
-    and ``B = flow(1, 0)``; the two warped end frames are averaged.
-
-    Args:
-        first, last: ``(N, 3, H, W)`` float in [0, 1].
-        forward, backward: ``(N, 2, H, W)`` flows ``flow(first, last)`` and ``flow(last, first)``.
-
-    Returns:
-        ``(N, 3, H, W)`` interpolated frames.
-    """
-    to_first = (backward - forward) * 0.25
-    to_last = (forward - backward) * 0.25
-    return 0.5 * (warp(first, to_first) + warp(last, to_last))
-
-
 @register_metric("motion_smoothness", direction="higher")
 def motion_smoothness(frames: torch.Tensor, reference: torch.Tensor | None, context: ScoreContext) -> MetricResult:
-    """VBench motion smoothness with a flow-based midpoint interpolator; per odd frame ``(255 - MAE) / 255``."""
+    """VBench motion smoothness with our interpolator; per odd frame ``(255 - MAE) / 255``."""
+    try:
+        from coherence.interpolate import interpolate_pair  # the one stage a metric uses (ARCHITECTURE.md)
+    except ImportError as exc:
+        return MetricResult(float("nan"), None, skipped=f"the interpolator is unavailable ({exc})")
     t = frames.shape[0]
     per_frame = torch.full((t,), float("nan"))
     odd = list(range(1, t - 1, 2))  # VBench compares only odd frames that have an even frame on both sides
@@ -77,7 +63,7 @@ def motion_smoothness(frames: torch.Tensor, reference: torch.Tensor | None, cont
         idx = torch.tensor(odd[start:start + FLOW_BATCH])
         first, last = frames[idx - 1].float(), frames[idx + 1].float()
         fwd, bwd = context.estimator(first, last), context.estimator(last, first)
-        mids = to_uint8_levels(midpoints(first, last, fwd, bwd))
+        mids = to_uint8_levels(interpolate_pair(first, last, 0.5, flow_ab=fwd, flow_ba=bwd))
         per_frame[idx] = (255.0 - (mids - to_uint8_levels(frames[idx])).abs().flatten(1).mean(1)) / 255.0
     for cut in context.cuts:  # a triple (t-1, t, t+1) spanning a cut cannot be interpolated
         for frame in (cut, cut - 1):
@@ -128,5 +114,5 @@ def mean_flow(frames: torch.Tensor, reference: torch.Tensor | None, context: Sco
     return MetricResult(nanmean(per_pair), per_pair)
 
 
-__all__ = ["dynamic_degree", "flickering_per_pair", "mean_flow", "midpoints", "motion_smoothness",
+__all__ = ["dynamic_degree", "flickering_per_pair", "mean_flow", "motion_smoothness",
            "temporal_flickering", "to_uint8_levels"]
