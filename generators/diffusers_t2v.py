@@ -253,10 +253,10 @@ class DiffusersGenerator:
         pipe = self.pipe
         hooks: list[StepCallback] = list(callbacks or [])
         blend = options.get("latent_blend") or 0.0
-        if isinstance(blend, LatentBlender) or blend > 0.0:
-            blender = blend if isinstance(blend, LatentBlender) else LatentBlender(strength=float(blend),
-                                                                                    num_steps=steps)
-            hooks.append(blender.on_step_end)
+        if not isinstance(blend, LatentBlender) and blend:
+            blend = LatentBlender(strength=float(blend), num_steps=steps)  # validates the strength
+        if isinstance(blend, LatentBlender):
+            hooks.append(blend.on_step_end)
         final: dict[str, torch.Tensor] = {}
 
         def keep_latents(pipe_: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
