@@ -353,7 +353,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.to_fps:
         from coherence.interpolate import Interpolator
 
-        stages.append(Interpolator(fps=args.to_fps))
+        stages.append(Interpolator(to_fps=args.to_fps))
     if stages:
         from coherence.pipeline import Pipeline
 
