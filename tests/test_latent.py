@@ -232,5 +232,27 @@ def test_vae_codec_round_trip_and_post_hoc_blend(text_to_video) -> None:
     assert latents.shape == (4, 4, 16, 24) and latents.dtype == torch.float32
     decoded = codec.decode(latents)
     assert decoded.shape == frames.shape and 0.0 <= float(decoded.min()) and float(decoded.max()) <= 1.0
+    # the codec's latents are the pipeline's: its own decoder (scaling factor included) gives the same frames
+    with torch.no_grad():
+        video = text_to_video.decode_latents(latents.transpose(0, 1)[None])  # (1, 3, F, H, W) in [-1, 1]
+    assert torch.allclose(decoded, ((video[0].transpose(0, 1) + 1) / 2).clamp(0, 1), atol=1e-5)
     out = blend_clip(frames, codec, 0.5)
     assert out.shape == frames.shape and torch.allclose(out[0], decoded[0], atol=1e-5)
+
+
+def test_tiny_autoencoder_codec() -> None:
+    pytest.importorskip("diffusers")
+    from diffusers import AutoencoderTiny
+
+    from coherence.codec import VAECodec
+
+    torch.manual_seed(0)
+    vae = AutoencoderTiny(encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
+                          num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1), latent_channels=4).eval()
+    codec = VAECodec(vae)
+    frames = SyntheticScene(48, 32, seed=11).render(3).frames
+    latents = codec.encode(frames)
+    assert latents.shape == (3, 4, 16, 24)
+    decoded = codec.decode(latents)
+    assert decoded.shape == frames.shape and decoded.dtype == torch.float32
+    assert 0.0 <= float(decoded.min()) and float(decoded.max()) <= 1.0
