@@ -1,0 +1,208 @@
+"""Illumination and colour deflicker at low resolution: the multiplicative correction of one frame against its
+flow-aligned temporal neighbours.
+
+Generated video flickers multiplicatively and at low spatial frequency (global exposure, per-channel colour
+cast, smooth regional fields). In the log domain such a flicker is additive: a neighbour ``s`` aligned onto
+frame ``t`` differs from it by ``log M_s - log M_t`` plus content changes. Averaging that difference over a
+window of ``N`` neighbours (frame ``t`` itself included, with difference 0) gives a correction that moves frame
+``t`` to the window's geometric-mean illumination, whose error against the clean illumination falls as
+``1 / sqrt(N)``; consecutive frames share ``N - 1`` of their neighbours, so what is left changes slowly.
+This is the low-frequency half of Bonneel et al. 2015 ("Blind Video Temporal Consistency", SIGGRAPH Asia):
+there the output's low frequencies follow the warped previous output; here they follow a centred window, so
+nothing lags and nothing accumulates.
+
+Everything here runs on thumbnails (a long side of about 96 pixels): flows are composed there cheaply, and
+the area averaging removes the noise that would bias the log ratios.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from coherence.flow.ops import compose_flow, out_of_frame, warp
+
+# thumbnail long side, in pixels: enough to follow a 4x6 grid of flicker control points, small enough that
+# composing flows over a 17-frame window costs less than a millisecond
+THUMB_LONG_SIDE = 96
+# log(x + EPS): keeps near-black pixels from dominating the ratios
+EPS = 0.02
+# pixels this close to 0 or 1 are clipped and no longer scale with the illumination
+CLIP_LOW, CLIP_HIGH = 0.03, 0.97
+# a neighbour aligned on less than this share of the thumbnail does not vote (a cut missed, a whip pan)
+_MIN_COVERAGE = 0.05
+
+
+def thumb_size(height: int, width: int) -> tuple[int, int]:
+    """Thumbnail ``(h, w)`` for a ``height x width`` frame: long side about :data:`THUMB_LONG_SIDE`, never upscaled."""
+    scale = min(1.0, THUMB_LONG_SIDE / max(height, width))
+    return max(4, round(height * scale)), max(4, round(width * scale))
+
+
+def log_thumbnail(frame: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Area-averaged thumbnail in the log domain, and where it is usable.
+
+    Args:
+        frame: ``(3, H, W)`` float32 in [0, 1].
+        size: thumbnail ``(h, w)``.
+
+    Returns:
+        ``(log_thumb, usable)``: ``(3, h, w)`` ``log(x + EPS)`` and a ``(1, h, w)`` float mask, 0 where a
+        channel is clipped.
+    """
+    thumb = F.interpolate(frame[None], size=size, mode="area")[0]
+    usable = ((thumb > CLIP_LOW) & (thumb < CLIP_HIGH)).all(0, keepdim=True).to(thumb.dtype)
+    return thumb.add(EPS).log_(), usable
+
+
+def _gaussian_kernel(sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    radius = max(1, math.ceil(2.5 * sigma))
+    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``(N, C, h, w)`` thumbnails with reflected borders (sigma in pixels)."""
+    kernel = _gaussian_kernel(sigma, images.device, images.dtype)
+    n, c, h, w = images.shape
+    radius = kernel.numel() // 2
+    flat = images.reshape(n * c, 1, h, w)
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+    return flat.reshape(n, c, h, w)
+
+
+def window_flows(forward: list[torch.Tensor], backward: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Compose consecutive thumbnail flows into flows between a frame and each neighbour along one direction.
+
+    Args:
+        forward: ``k`` flows ``(1, 2, h, w)``: ``forward[i] = flow(f_i, f_{i+1})`` along the chain
+            ``f_0 = t, f_1, ..., f_k`` (a chain of later or of earlier frames).
+        backward: ``backward[i] = flow(f_{i+1}, f_i)``.
+
+    Returns:
+        For each ``j = 1..k``: ``(flow(t, f_j), flow(f_j, t))``.
+    """
+    out = []
+    to_far: torch.Tensor | None = None
+    from_far: torch.Tensor | None = None
+    for fwd, bwd in zip(forward, backward, strict=True):
+        to_far = fwd if to_far is None else compose_flow(to_far, fwd)
+        from_far = bwd if from_far is None else compose_flow(bwd, from_far)
+        out.append((to_far, from_far))
+    return out
+
+
+def aligned_ratios(reference: tuple[torch.Tensor, torch.Tensor],
+                   neighbours: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]], *,
+                   sigma: float, tolerance: float = 0.08) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log ratios of aligned neighbours to a frame, with how far each sample can be trusted.
+
+    A sample is trusted where the neighbour's flow is forward-backward consistent (Sundaram et al. 2010's test,
+    in thumbnail pixels), stays inside the frame, neither image is clipped, and the ratio agrees with a smooth
+    fit of itself (one reweighting step, so that occlusions and flow errors, which are local, do not bend it).
+
+    Args:
+        reference: the frame's ``(log_thumb (3, h, w), usable (1, h, w))`` from :func:`log_thumbnail`.
+        neighbours: per neighbour ``(log_thumb, usable, flow(t, s), flow(s, t))``, flows ``(1, 2, h, w)``.
+        sigma: spatial scale of the smooth fit, in thumbnail pixels.
+        tolerance: log-ratio deviation from the smooth fit at which a sample's weight falls to ``1/e``.
+
+    Returns:
+        ``(ratio (K, 3, h, w), weight (K, 1, h, w))``, weights in [0, 1].
+    """
+    log_t, usable_t = reference
+    logs = torch.stack([n[0] for n in neighbours])
+    usable = torch.stack([n[1] for n in neighbours])
+    to_s = torch.cat([n[2] for n in neighbours])
+    from_s = torch.cat([n[3] for n in neighbours])
+    aligned = warp(torch.cat([logs, usable], 1), to_s)
+    ratio = aligned[:, :3] - log_t[None]
+    back = warp(from_s, to_s)
+    inconsistent = (to_s + back).square().sum(1, keepdim=True) > 0.01 * (
+        to_s.square().sum(1, keepdim=True) + back.square().sum(1, keepdim=True)) + 0.5
+    weight = aligned[:, 3:] * usable_t[None] * (1.0 - inconsistent.to(ratio.dtype)) * (1.0 - out_of_frame(to_s))
+    fit = blur(ratio * weight, sigma) / blur(weight, sigma).clamp_min(1e-3)
+    deviation = (ratio - fit).square().mean(1, keepdim=True)
+    return ratio, weight * torch.exp(-deviation / tolerance**2)
+
+
+def global_gains(ratio: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-neighbour, per-channel log gain: the trusted mean of the ratio.
+
+    A neighbour's global gain is well determined even where only a fraction of it aligns (fast motion), so it
+    is estimated apart from the local field, which needs the neighbour at each place.
+
+    Args:
+        ratio: ``(K, 3, h, w)`` and ``weight`` ``(K, 1, h, w)`` from :func:`aligned_ratios`.
+
+    Returns:
+        ``(gains (K, 3), trusted (K,))``: ``trusted`` is 0 for a neighbour aligned on too little of the frame
+        (a missed cut, a whip pan), whose gain is then 0.
+    """
+    mass = weight.sum((1, 2, 3))
+    trusted = (mass > _MIN_COVERAGE * weight[0].numel()).to(ratio.dtype)
+    gains = (ratio * weight).sum((2, 3)) / mass.clamp_min(1e-6)[:, None]
+    return gains * trusted[:, None], trusted
+
+
+def local_field(ratio: torch.Tensor, weight: torch.Tensor, *, sigma: float) -> torch.Tensor:
+    """The local part of the correction: the mean deviation of the neighbours' ratios from their global gains.
+
+    The trusted deviations of all neighbours and of the frame itself (deviation 0, weight 1) are averaged by
+    normalised convolution (Knutsson & Westin 1993) with a Gaussian of ``sigma`` thumbnail pixels, so a place
+    that few neighbours see is corrected less rather than wrongly.
+
+    Args:
+        ratio: ``(K, 3, h, w)`` and ``weight`` ``(K, 1, h, w)`` from :func:`aligned_ratios`.
+        sigma: spatial scale of the field, in thumbnail pixels.
+
+    Returns:
+        ``(3, h, w)`` log-domain field with zero-mean deviations.
+    """
+    gains, trusted = global_gains(ratio, weight)
+    weight = weight * trusted.view(-1, 1, 1, 1)
+    local = ((ratio - gains[:, :, None, None]) * weight).sum(0, keepdim=True)
+    # the frame's own term: blurring the constant weight 1 leaves it 1
+    return (blur(local, sigma) / (blur(weight.sum(0, keepdim=True), sigma) + 1.0))[0]
+
+
+def window_gain(steps: list[torch.Tensor], position: int) -> torch.Tensor:
+    """Global correction of one frame from the chained gains of consecutive pairs in its window.
+
+    With ``c_0 = 0`` and ``c_{i+1} = c_i + steps[i]`` the log gains of the window's frames relative to its
+    first, the correction of frame ``position`` is ``mean_i c_i - c_position``: it moves the frame to the
+    window's geometric-mean exposure. Chaining consecutive gains lets the window be long (the error falls as
+    ``1 / sqrt(N)``) at the cost of one pair estimate per frame, with no long-range flow composition.
+
+    Args:
+        steps: ``N - 1`` per-channel log gains ``(3,)`` of frame ``i + 1`` relative to frame ``i``.
+        position: index of the corrected frame in the window (``0..N-1``).
+
+    Returns:
+        ``(3,)`` log-domain correction.
+    """
+    if not steps:
+        return torch.zeros(3)
+    cumulative = torch.cat([torch.zeros(1, 3, dtype=steps[0].dtype, device=steps[0].device),
+                            torch.stack(steps).cumsum(0)])
+    return cumulative.mean(0) - cumulative[position]
+
+
+def apply_correction(frame: torch.Tensor, correction: torch.Tensor, *, strength: float = 1.0) -> torch.Tensor:
+    """Multiply a frame by the exponential of an upsampled thumbnail correction.
+
+    Args:
+        frame: ``(3, H, W)`` float32 in [0, 1].
+        correction: ``(3, h, w)`` log-domain correction (global gain plus :func:`local_field`).
+        strength: fraction of the correction applied (0 leaves the frame unchanged).
+
+    Returns:
+        ``(3, H, W)`` float32 in [0, 1]. The ``+ EPS`` of the log domain is honoured: ``x + EPS`` is scaled.
+    """
+    gain = torch.exp(correction * strength)
+    gain = F.interpolate(gain[None], size=frame.shape[-2:], mode="bilinear", align_corners=False)[0]
+    return frame.add(EPS).mul_(gain).sub_(EPS).clamp_(0.0, 1.0)
