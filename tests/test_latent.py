@@ -139,6 +139,15 @@ def test_blend_clip_post_hoc_in_pixel_space() -> None:
     assert torch.equal(blend_clip(noisy, IdentityCodec(), 0.0), noisy)
 
 
+def test_blend_clip_does_not_blend_across_a_scene_cut() -> None:
+    first = SyntheticScene(96, 64, seed=12).render(4).frames
+    second = SyntheticScene(96, 64, seed=13).render(4).frames
+    clip = torch.cat((first, second))
+    out = blend_clip(clip, IdentityCodec(), 0.8)
+    assert torch.equal(out[4], clip[4])  # the first frame of the new scene is left alone
+    assert not torch.equal(out[5], clip[5])
+
+
 # ---- inside real diffusers pipelines (tiny, random weights, no network) ----
 
 
