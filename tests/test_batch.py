@@ -5,6 +5,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,6 +206,31 @@ def test_interrupt_leaves_whole_lines_and_resumes(clip_folder: Path, tmp_path: P
     assert (summary.skipped, summary.ran) == (1, 3)
 
 
+def test_ctrl_c_stops_the_pool_and_leaves_a_consistent_ledger(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    _clip(source / "a_short.mp4", frames=3)
+    for name in ("b_long.mp4", "c_long.mp4"):
+        make_media(source / name, "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=24", "-frames:v", "200",
+                   "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
+    out = tmp_path / "out"
+    ledger = out / "results.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "--quiet", "batch", str(source), "-o", str(out), "--smooth",
+                             "--workers", "1"], cwd=Path(cli.__file__).parent, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not (ledger.exists() and ledger.read_text().count("\n") >= 1) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and "interrupted" in err
+    assert [Path(r["path"]).name for r in read_ledger(ledger)] == ["a_short.mp4"]
+    assert ledger.read_text().endswith("\n")
+    assert sorted(p.name for p in out.iterdir()) == ["a_short.mp4", "results.jsonl"]  # no partial output
+    assert [j.path.name for j in plan_batch(source, out, options=BatchOptions(smooth=True)).jobs] == [
+        "b_long.mp4", "c_long.mp4"]
+
+
 def crash_on_b(job: Job) -> dict[str, Any]:
     """A job function whose worker dies on ``b.mp4`` (a segfault in native code, say)."""
     if job.path.name == "b.mp4":
@@ -210,11 +239,13 @@ def crash_on_b(job: Job) -> dict[str, Any]:
 
 
 def test_a_dying_worker_fails_only_its_clip(clip_folder: Path, tmp_path: Path) -> None:
-    summary = run_batch(clip_folder, tmp_path, executor=LocalExecutor(workers=2, task=crash_on_b))
-    records = _by_name(read_ledger(tmp_path / "results.jsonl"))
+    manifest = tmp_path / "clips.txt"
+    manifest.write_text(f"{clip_folder / 'sub' / 'b.mp4'}\n{clip_folder / 'a.mp4'}\n")
+    summary = run_batch(manifest, tmp_path / "out", executor=LocalExecutor(workers=1, task=crash_on_b))
+    records = _by_name(read_ledger(tmp_path / "out" / "results.jsonl"))
     assert records["b.mp4"]["error_kind"] == "crash" and "worker process died" in records["b.mp4"]["error"]
-    assert records["a.mp4"]["status"] == "ok"
-    assert (summary.ok, summary.failed) == (1, 3)
+    assert records["a.mp4"]["status"] == "ok"  # queued behind the crash, run again in a fresh pool
+    assert (summary.ok, summary.failed) == (1, 1)
 
 
 def test_cli_batch_refusals_are_one_line(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -30,18 +31,52 @@ _QUEUE_PER_WORKER = 2
 _CRASH = "the worker process died while running this clip (killed, out of memory, or a crash in native code)"
 
 
-def init_worker(log_level: int | None = None) -> None:
+class _Terminated(BaseException):
+    """Raised in a pool worker by SIGTERM, to unwind the running job (and delete its partial output)."""
+
+
+_IN_JOB = False
+
+
+def _on_terminate(signum: int, frame: object) -> None:
+    if _IN_JOB:
+        raise _Terminated
+    os._exit(128 + signum)
+
+
+def _pool_job(task: Callable[[Job], Record], job: Job) -> Record:
+    """Run ``task(job)`` in a pool worker; a SIGTERM unwinds it, then ends the process.
+
+    The process pool catches every exception of a job, ``SystemExit`` included, and keeps the worker alive for the
+    next one: a worker told to stop must leave with ``os._exit`` once the job has cleaned up.
+    """
+    global _IN_JOB
+    _IN_JOB = True
+    try:
+        return task(job)
+    except _Terminated:
+        os._exit(128 + signal.SIGTERM)
+    finally:
+        _IN_JOB = False
+
+
+def init_worker(log_level: int | None = None, own_signals: bool = False) -> None:
     """Make this process compute with one thread (torch intra- and inter-op, OpenCV).
 
     Args:
         log_level: when given, this (spawned) process logs ``coherence`` messages at this level to stderr, tagged
             with its process id; the caller's logging setup does not cross a spawn.
+        own_signals: a pool worker: Ctrl-C is left to the driving process (which then stops the workers), and
+            SIGTERM unwinds the running job so that no partial output is left behind.
     """
     import cv2
     import torch
 
     if log_level is not None:
         logging.basicConfig(level=log_level, format="coherence: %(levelname)s: [worker %(process)d] %(message)s")
+    if own_signals:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, _on_terminate)
 
     torch.set_num_threads(1)
     try:
@@ -94,7 +129,7 @@ class LocalExecutor:
         self.close()
         level = logging.getLogger("coherence").getEffectiveLevel()
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=init_worker, initargs=(level,))
+                                         initializer=init_worker, initargs=(level, True))
         return self._pool
 
     def map(self, jobs: Sequence[Job]) -> Iterator[Record]:
@@ -108,12 +143,12 @@ class LocalExecutor:
                 pool = self._new_pool()
             if suspects and not running:
                 job = suspects.popleft()
-                running[pool.submit(self.task, job)] = job
+                running[pool.submit(_pool_job, self.task, job)] = job
                 isolated = True
             elif not suspects:
                 while pending and len(running) < self.workers * _QUEUE_PER_WORKER:
                     job = pending.popleft()
-                    running[pool.submit(self.task, job)] = job
+                    running[pool.submit(_pool_job, self.task, job)] = job
                 isolated = False
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             broken = False

@@ -87,7 +87,7 @@ class BatchOptions:
         if self.interpolates:
             from coherence.interpolate import Interpolator
 
-            stages.append(Interpolator(factor=self.interpolate_factor, fps=self.interpolate_fps,
+            stages.append(Interpolator(factor=self.interpolate_factor, to_fps=self.interpolate_fps,
                                        device=self.device))
         return stages
 

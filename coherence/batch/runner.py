@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,9 @@ def plan_batch(source: str | Path, out_dir: str | Path, *, options: BatchOptions
         OutputError: the output folder cannot be created or written, or an output would replace its input.
     """
     source, out_dir = Path(source), Path(out_dir)
+    # build the stages once here so that a bad option fails the batch at once, not every clip; on the CPU, since
+    # the workers of a cluster may have a GPU that this machine lacks
+    replace(options, device="cpu").build_stages()
     clips = collect_clips(source, exclude=out_dir)
     _prepare_out_dir(out_dir)
     root = _root(source, clips)
