@@ -137,6 +137,47 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return _run_pipeline(args, stages, "convert")
 
 
+# -- interpolate ----------------------------------------------------------------------------------------------
+def _add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "interpolate", help="raise the frame rate with flow-based interpolation (scene-cut and duplicate aware)",
+        description="Synthesise in-between frames from bidirectional optical flow. Output frame k is at time "
+                    "k/out_fps exactly. A factor N on T input frames gives N(T-1)+1 frames, frame N*k being input "
+                    "frame k; the output ends on the last input frame (it is not held). Nothing is morphed across "
+                    "a scene cut: the earlier frame is held until the cut. Runs of up to 4 duplicated frames "
+                    "(GIF exports) are re-timed as one image, so motion stays smooth. Audio is copied.")
+    p.add_argument("input", type=Path, help="video file or folder of images")
+    _add_io_options(p)
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("--factor", type=int, help="multiply the frame rate by this whole number (2, 4...)")
+    rate.add_argument("--to-fps", help="output frame rate, e.g. 24, 30 or 30000/1001")
+    p.add_argument("--preset", help="generator preset: its target rate (unless --factor/--to-fps) and smoothing "
+                                    "strength (modelscope, zeroscope, animatediff, cogvideox, wan)")
+    p.add_argument("--flow", default="dis", help="optical flow backend (default dis)")
+    p.add_argument("--device", default="cpu", help="torch device for warping, e.g. cuda")
+    p.set_defaults(func=_cmd_interpolate)
+
+
+def _cmd_interpolate(args: argparse.Namespace) -> int:
+    from coherence.errors import ConfigError
+    from coherence.interpolate import Interpolator, get_preset
+
+    stages: list[Any] = []
+    to_fps = args.to_fps
+    if args.preset:
+        preset = get_preset(args.preset)
+        if args.factor is None and to_fps is None:
+            to_fps = preset.target_fps
+        if preset.smoothing > 0:
+            from coherence.smooth import Smoother
+
+            stages.append(Smoother(strength=preset.smoothing, device=args.device))
+    if args.factor is None and to_fps is None:
+        raise ConfigError("give --factor, --to-fps or --preset")
+    stages.append(Interpolator(factor=args.factor, to_fps=to_fps, flow=args.flow, device=args.device))
+    return _run_pipeline(args, stages, "interpolate")
+
+
 # -- demo -----------------------------------------------------------------------------------------------------
 def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="make a synthetic clip with text-to-video artefacts and show what coherence does")
@@ -147,10 +188,9 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from generators.synthetic import synthetic_clip
-
     from coherence.errors import OutputError
     from coherence.io import write_clip
+    from generators.synthetic import synthetic_clip
 
     out: Path = args.output
     if out.exists() and not out.is_dir():
@@ -396,6 +436,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_info_parser,
     _add_convert_parser,
+    _add_interpolate_parser,
     _add_demo_parser,
     _add_score_parser,
     _add_bench_parser,
