@@ -32,7 +32,6 @@ COMMANDS: dict[str, Argv] = {
     "smooth": lambda i, o: ["smooth", i, "-o", o],
     "interpolate": lambda i, o: ["interpolate", i, "-o", o, "--factor", "2"],
 }
-WRITERS = ("convert", "smooth", "interpolate")
 TEMPORAL = ("score", "smooth", "interpolate")
 
 
@@ -127,7 +126,7 @@ def test_reference_of_another_size_is_refused(media: dict[str, Path], tmp_path: 
     assert_refused(code, err, 2, "reference")
 
 
-@pytest.mark.parametrize("command", ["convert", "score", "smooth"])
+@pytest.mark.parametrize("command", ["convert", "score", "smooth", "interpolate"])
 def test_images_of_different_sizes_are_refused(media: dict[str, Path], tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str], command: str) -> None:
     code, err = run(capsys, argv_for(command, media["mixed"], tmp_path / "o.mp4"))
@@ -135,7 +134,7 @@ def test_images_of_different_sizes_are_refused(media: dict[str, Path], tmp_path:
     assert_no_output(tmp_path, tmp_path / "o.mp4")
 
 
-@pytest.mark.parametrize("command", ["convert", "score", "smooth"])
+@pytest.mark.parametrize("command", ["convert", "score", "smooth", "interpolate"])
 def test_huge_frames_are_refused_before_decoding(media: dict[str, Path], tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str], command: str) -> None:
     code, err = run(capsys, argv_for(command, media["huge"], tmp_path / "o.mp4"))
