@@ -137,6 +137,32 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return _run_pipeline(args, stages, "convert")
 
 
+# -- smooth ---------------------------------------------------------------------------------------------------
+def _add_smooth_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "smooth", help="remove flicker, boiling and jitter with flow-guided temporal filtering",
+        description="Deflicker exposure, colour and regional illumination against flow-aligned neighbours, then "
+                    "average each frame with its aligned neighbours where the alignment holds. The output has the "
+                    "input's frames, size and rate; nothing is blended across a scene cut. Audio is copied.")
+    p.add_argument("input", type=Path, help="video file or folder of images")
+    _add_io_options(p)
+    p.add_argument("--preset", default="default", help="light, default or strong (default: default)")
+    p.add_argument("--strength", type=float, default=1.0, help="0..1, how much is corrected (default 1)")
+    p.add_argument("--radius", type=int, help="exposure window in frames on each side (default: the preset's)")
+    p.add_argument("--flow", default="dis", help="optical flow backend: dis, farneback, raft-small, raft-large")
+    p.add_argument("--flow-weights", type=Path, help="local weights file for a RAFT backend")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.set_defaults(func=_cmd_smooth)
+
+
+def _cmd_smooth(args: argparse.Namespace) -> int:
+    from coherence.smooth import Smoother
+
+    smoother = Smoother(preset=args.preset, strength=args.strength, radius=args.radius, flow=args.flow,
+                        flow_weights=args.flow_weights, device=args.device)
+    return _run_pipeline(args, [smoother], "smooth")
+
+
 # -- interpolate ----------------------------------------------------------------------------------------------
 def _add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -436,6 +462,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_info_parser,
     _add_convert_parser,
+    _add_smooth_parser,
     _add_interpolate_parser,
     _add_demo_parser,
     _add_score_parser,

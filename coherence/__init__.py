@@ -9,6 +9,7 @@ from coherence.errors import CoherenceError, ConfigError, DependencyError, Input
 from coherence.io import VideoInfo, VideoWriter, probe, read_clip, read_frames, write_clip
 from coherence.metrics import ScoreReport, score
 from coherence.pipeline import Pipeline, RunResult
+from coherence.smooth import SMOOTH_PRESETS, Smoother, smooth
 
 __version__ = "0.1.0"
 
@@ -21,7 +22,9 @@ __all__ = [
     "OutputError",
     "Pipeline",
     "RunResult",
+    "SMOOTH_PRESETS",
     "ScoreReport",
+    "Smoother",
     "VideoInfo",
     "VideoWriter",
     "parse_fps",
@@ -29,5 +32,6 @@ __all__ = [
     "read_clip",
     "read_frames",
     "score",
+    "smooth",
     "write_clip",
 ]

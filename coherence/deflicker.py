@@ -11,7 +11,7 @@ This is the low-frequency half of Bonneel et al. 2015 ("Blind Video Temporal Con
 there the output's low frequencies follow the warped previous output; here they follow a centred window, so
 nothing lags and nothing accumulates.
 
-Everything here runs on thumbnails (a long side of about 96 pixels): flows are composed there cheaply, and
+Everything here runs on thumbnails (a long side of about 64 pixels): flows are composed there cheaply, and
 the area averaging removes the noise that would bias the log ratios.
 """
 
@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import math
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from coherence.flow.ops import compose_flow, out_of_frame, warp
 
 # thumbnail long side, in pixels: enough to follow a 4x6 grid of flicker control points, small enough that
-# composing flows over a 17-frame window costs less than a millisecond
-THUMB_LONG_SIDE = 96
+# composing flows over a 17-frame window costs about a millisecond
+THUMB_LONG_SIDE = 64
 # log(x + EPS): keeps near-black pixels from dominating the ratios
 EPS = 0.02
 # pixels this close to 0 or 1 are clipped and no longer scale with the illumination
@@ -41,6 +43,26 @@ def thumb_size(height: int, width: int) -> tuple[int, int]:
     return max(4, round(height * scale)), max(4, round(width * scale))
 
 
+def resize(images: torch.Tensor, size: tuple[int, int], *, mode: str) -> torch.Tensor:
+    """Resize ``(N, C, H, W)`` float32 images to ``size = (h, w)`` with ``"area"`` or ``"bilinear"``
+    (half-pixel centres, like ``align_corners=False``).
+
+    On the CPU, OpenCV's ``resize`` does it plane by plane (several times faster than ``interpolate`` there).
+    """
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    if images.device.type != "cpu":
+        extra = {} if mode == "area" else {"align_corners": False}
+        return F.interpolate(images, size=size, mode=mode, **extra)
+    interpolation = cv2.INTER_AREA if mode == "area" else cv2.INTER_LINEAR
+    n, c = images.shape[:2]
+    planes = images.detach().reshape(n * c, *images.shape[-2:]).contiguous().numpy()
+    out = np.empty((n * c, *size), dtype=np.float32)
+    for i in range(n * c):
+        cv2.resize(planes[i], (size[1], size[0]), dst=out[i], interpolation=interpolation)
+    return torch.from_numpy(out).reshape(n, c, *size)
+
+
 def log_thumbnail(frame: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Area-averaged thumbnail in the log domain, and where it is usable.
 
@@ -52,7 +74,7 @@ def log_thumbnail(frame: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Ten
         ``(log_thumb, usable)``: ``(3, h, w)`` ``log(x + EPS)`` and a ``(1, h, w)`` float mask, 0 where a
         channel is clipped.
     """
-    thumb = F.interpolate(frame[None], size=size, mode="area")[0]
+    thumb = resize(frame[None], size, mode="area")[0]
     usable = ((thumb > CLIP_LOW) & (thumb < CLIP_HIGH)).all(0, keepdim=True).to(thumb.dtype)
     return thumb.add(EPS).log_(), usable
 
@@ -204,5 +226,5 @@ def apply_correction(frame: torch.Tensor, correction: torch.Tensor, *, strength:
         ``(3, H, W)`` float32 in [0, 1]. The ``+ EPS`` of the log domain is honoured: ``x + EPS`` is scaled.
     """
     gain = torch.exp(correction * strength)
-    gain = F.interpolate(gain[None], size=frame.shape[-2:], mode="bilinear", align_corners=False)[0]
+    gain = resize(gain[None], tuple(frame.shape[-2:]), mode="bilinear")[0]
     return frame.add(EPS).mul_(gain).sub_(EPS).clamp_(0.0, 1.0)

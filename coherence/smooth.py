@@ -4,7 +4,7 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
 
 1. **Flow, once per consecutive pair**, forward and backward, at half resolution (DIS by default). Every other
    flow is a composition of these, at the resolution where it is used.
-2. **Illumination and colour** (:mod:`coherence.deflicker`): on ~96-pixel log thumbnails, the frame is compared
+2. **Illumination and colour** (:mod:`coherence.deflicker`): on ~64-pixel log thumbnails, the frame is compared
    with its neighbours ``t - radius .. t + radius`` aligned by composed flows; the occlusion- and
    outlier-weighted mean log ratio, smoothed spatially, is the correction. Its error shrinks like
    ``1 / sqrt(2 * radius + 1)`` and it needs no model of the flicker beyond "multiplicative and smooth".
@@ -30,7 +30,6 @@ from typing import cast
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from coherence.clip import parse_fps
 from coherence.deflicker import (
@@ -39,6 +38,7 @@ from coherence.deflicker import (
     global_gains,
     local_field,
     log_thumbnail,
+    resize,
     thumb_size,
     window_flows,
     window_gain,
@@ -65,8 +65,7 @@ def scale_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     h, w = flow.shape[-2:]
     if (h, w) == tuple(size):
         return flow
-    mode = "area" if size[0] <= h and size[1] <= w else "bilinear"
-    out = F.interpolate(flow, size=size, mode=mode, **({} if mode == "area" else {"align_corners": False}))
+    out = resize(flow, size, mode="area" if size[0] <= h and size[1] <= w else "bilinear")
     factor = torch.tensor([size[1] / w, size[0] / h], dtype=flow.dtype, device=flow.device).view(1, 2, 1, 1)
     return out * factor
 
@@ -122,12 +121,12 @@ def fuse(frame: torch.Tensor, warped: torch.Tensor, valid: torch.Tensor, *, spre
         ``(3, H, W)`` float32 in [0, 1].
     """
     diff = (warped - frame[None]).abs_().mean(1, keepdim=True)
-    diff = F.interpolate(diff, size=valid.shape[-2:], mode="area")
+    diff = resize(diff, tuple(valid.shape[-2:]), mode="area")
     inside = valid > 0.5
     floor = diff[inside].median() if bool(inside.any()) else diff.median()
     scale = (spread * floor).clamp(_MIN_SCALE, _MAX_SCALE)
     weight = valid * torch.exp(-(diff / scale).square()) * strength
-    weight = F.interpolate(weight, size=frame.shape[-2:], mode="bilinear", align_corners=False)
+    weight = resize(weight, tuple(frame.shape[-2:]), mode="bilinear")
     total = (warped * weight).sum(0).add_(frame)
     return total.div_(weight.sum(0).add_(1.0)).clamp_(0.0, 1.0)
 
@@ -292,7 +291,7 @@ class _Run:
     def _record(self, frame: torch.Tensor, scene: int) -> _Record:
         h, w = frame.shape[-2:]
         half_size = (max(8, round(h * self.s.flow_scale)), max(8, round(w * self.s.flow_scale)))
-        half = F.interpolate(frame[None], size=half_size, mode="area")
+        half = resize(frame[None], half_size, mode="area")
         return _Record(frame=frame, scene=scene, half=half, thumb=log_thumbnail(frame, thumb_size(h, w)))
 
     def _link(self, a: _Record, b: _Record) -> None:
