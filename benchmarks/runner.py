@@ -250,9 +250,36 @@ def _write_rows(path: Path, rows: Sequence[dict[str, object]]) -> None:
         writer.writerows({k: _round(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
 
 
+def _clean(records: Sequence[dict[str, object]]) -> list[dict[str, object]]:
+    return [{k: _round(v) if isinstance(v, float) else v for k, v in r.items()} for r in records]
+
+
+def write_outputs(out: Path, rows: Sequence[dict[str, object]], interp_rows: Sequence[dict[str, object]], *,
+                  quick: bool, seconds: float) -> tuple[list[dict[str, object]], str]:
+    """Write ``results.json``, ``summary.md``, the plot and ``report.html`` for the rows so far."""
+    summary = summarise(rows)
+    interp = interpolation_summary(interp_rows)
+    table = markdown_summary(summary)
+    if interp:
+        table += "\n\nFrame-drop interpolation (odd frames dropped and restored; scores on the restored frames)\n\n"
+        table += _markdown(interp, _INTERP_COLUMNS)
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": quick,
+            "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs".strip(),
+            "seconds": round(seconds, 1), "cases": len({r["case"] for r in rows})}
+    (out / "results.json").write_text(json.dumps({"meta": meta, "summary": _clean(summary), "rows": _clean(rows),
+                                                  "interpolation": _clean(interp_rows)}, indent=1))
+    (out / "summary.md").write_text(f"Benchmark {meta['date']} on {meta['machine']}, quick={quick}, "
+                                     f"{meta['cases']} cases, {meta['seconds']} s\n\n{table}\n")
+    plot = _plot(summary, out / "gain_vs_fidelity.png")
+    gifs = sorted((out / "clips").glob("*.gif"))[:6]
+    (out / "report.html").write_text(_html(summary, rows, meta, plot, gifs, interp))
+    return summary, table
+
+
 def run_suite(out: str | Path, *, quick: bool = False, all_generated: bool = False,
               on_case: Callable[[str, int], None] | None = None) -> tuple[list[dict[str, object]], str]:
-    """Run the whole suite and write its outputs into ``out``.
+    """Run the whole suite and write its outputs into ``out`` (rewritten after every case, so an interrupted
+    run leaves the results of the cases it finished).
 
     Args:
         out: output folder (created).
@@ -270,6 +297,7 @@ def run_suite(out: str | Path, *, quick: bool = False, all_generated: bool = Fal
     started = time.time()
     rows: list[dict[str, object]] = []
     interp_rows: list[dict[str, object]] = []
+    result: tuple[list[dict[str, object]], str] = ([], "")
     for index, case in enumerate(all_cases(quick=quick, all_generated=all_generated)):
         if on_case is not None:
             on_case(case.name, index)
@@ -277,29 +305,10 @@ def run_suite(out: str | Path, *, quick: bool = False, all_generated: bool = Fal
         if case.has_truth and not (quick and interp_rows):
             interp_rows.extend(frame_drop_rows(case.name, case.reference, case.fps))
         _write_rows(out / "cases" / f"{case.name}.csv", case_rows)
-        (out / "cases" / f"{case.name}.json").write_text(json.dumps(
-            [{k: _round(v) if isinstance(v, float) else v for k, v in r.items()} for r in case_rows], indent=1))
+        (out / "cases" / f"{case.name}.json").write_text(json.dumps(_clean(case_rows), indent=1))
         rows.extend(case_rows)
-    summary = summarise(rows)
-    interp = interpolation_summary(interp_rows)
-    table = markdown_summary(summary)
-    if interp:
-        table += "\n\nFrame-drop interpolation (odd frames dropped and restored; scores on the restored frames)\n\n"
-        table += _markdown(interp, _INTERP_COLUMNS)
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": quick,
-            "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs".strip(),
-            "seconds": round(time.time() - started, 1), "cases": len({r["case"] for r in rows})}
-    clean = [{k: _round(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
-    clean_summary = [{k: _round(v) if isinstance(v, float) else v for k, v in s.items()} for s in summary]
-    clean_interp = [{k: _round(v) if isinstance(v, float) else v for k, v in r.items()} for r in interp_rows]
-    (out / "results.json").write_text(json.dumps({"meta": meta, "summary": clean_summary, "rows": clean,
-                                                  "interpolation": clean_interp}, indent=1))
-    (out / "summary.md").write_text(f"Benchmark {meta['date']} on {meta['machine']}, quick={quick}, "
-                                     f"{meta['cases']} cases, {meta['seconds']} s\n\n{table}\n")
-    plot = _plot(summary, out / "gain_vs_fidelity.png")
-    gifs = sorted((out / "clips").glob("*.gif"))[:6]
-    (out / "report.html").write_text(_html(summary, rows, meta, plot, gifs, interp))
-    return summary, table
+        result = write_outputs(out, rows, interp_rows, quick=quick, seconds=time.time() - started)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

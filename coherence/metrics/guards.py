@@ -70,11 +70,6 @@ def _standardised(frames: torch.Tensor) -> torch.Tensor:
     return ((flat - mean) / std).view_as(frames)
 
 
-def _distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``(N,)`` mean absolute difference of standardised frames."""
-    return (_standardised(a) - _standardised(b)).abs().flatten(1).mean(1)
-
-
 def reference_moving(context: ScoreContext) -> torch.Tensor:
     """``(T - 1,)`` bool: reference pairs inside one scene that move at least :data:`MOVING_PX` on average."""
     return context.pairs & (context.reference_motion >= MOVING_PX)
@@ -86,14 +81,22 @@ def alignment(frames: torch.Tensor, reference: torch.Tensor | None, context: Sco
     ref = _reference(reference)
     t_count = frames.shape[0]
     moving = reference_moving(context)
-    per = torch.full((t_count,), math.nan)
-    for t in range(t_count):
-        neighbours = [s for s, pair in ((t - 1, t - 1), (t + 1, t)) if 0 <= pair < t_count - 1 and moving[pair]]
-        if not neighbours:
-            continue
-        own = float(_distance(frames[t:t + 1], ref[t:t + 1])[0])
-        others = _distance(frames[t:t + 1].expand(len(neighbours), -1, -1, -1), ref[neighbours])
-        per[t] = 1.0 if own < float(others.min()) else 0.0
+    own = torch.empty(t_count)
+    before = torch.full((t_count,), math.inf)  # distance of frame t to reference frame t - 1 (inf: not a candidate)
+    after = torch.full((t_count,), math.inf)  # ... and to reference frame t + 1
+    for start in range(0, t_count, FLOW_BATCH):
+        stop = min(start + FLOW_BATCH, t_count)
+        lo, hi = max(start - 1, 0), min(stop + 1, t_count)
+        clip_std, ref_std = _standardised(frames[start:stop]), _standardised(ref[lo:hi])
+        for t in range(start, stop):
+            own[t] = (clip_std[t - start] - ref_std[t - lo]).abs().mean()
+            if t >= 1 and moving[t - 1]:
+                before[t] = (clip_std[t - start] - ref_std[t - 1 - lo]).abs().mean()
+            if t + 1 < t_count and moving[t]:
+                after[t] = (clip_std[t - start] - ref_std[t + 1 - lo]).abs().mean()
+    nearest_other = torch.minimum(before, after)
+    per = (own < nearest_other).float()
+    per[torch.isinf(nearest_other)] = math.nan  # the reference does not move around frame t
     return MetricResult(nanmean(per), per)
 
 
