@@ -447,14 +447,19 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from benchmarks.runner import run_suite
+    from benchmarks.runner import run_suite, unbeaten_baselines
 
     def on_case(name: str, index: int) -> None:
         _say(args, f"case {index + 1}: {name}")
 
-    _, table = run_suite(args.out, quick=args.quick, on_case=on_case)
+    summary, table = run_suite(args.out, quick=args.quick, on_case=on_case)
     print(table)
     _say(args, f"wrote {args.out / 'report.html'}")
+    unbeaten = unbeaten_baselines(summary)
+    if unbeaten:  # the suite's own acceptance test: a baseline that games the scores must not win
+        print(f"coherence: error: adversarial baselines not beaten by our smoother: {', '.join(unbeaten)}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

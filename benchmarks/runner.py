@@ -161,6 +161,15 @@ def markdown_summary(summary: Sequence[dict[str, object]]) -> str:
     return _markdown(summary, _COLUMNS)
 
 
+def unbeaten_baselines(summary: Sequence[dict[str, object]]) -> list[str]:
+    """Adversarial baselines whose mean combined score is not below our best method's (should be none)."""
+    ours = [float(s["combined"]) for s in summary if s["kind"] == "ours"]
+    if not ours:
+        return []
+    best = max(ours)
+    return [str(s["method"]) for s in summary if s["kind"] == "baseline" and not float(s["combined"]) < best]
+
+
 _INTERP_COLUMNS = [("method", "method", None), ("kind", "kind", None), ("cases", "cases", None),
                    ("psnr", "PSNR of restored frames ↑", 2), ("ssim", "SSIM ↑", 3),
                    ("temporal_flickering", "VBench flicker ↑", 4), ("fps", "frames/s", 1)]
@@ -318,10 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all-generated", action="store_true", help="every generated clip, not one per generator")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    _, table = run_suite(args.out, quick=args.quick, all_generated=args.all_generated,
-                         on_case=lambda name, i: log.info("case %d: %s", i + 1, name))
+    summary, table = run_suite(args.out, quick=args.quick, all_generated=args.all_generated,
+                               on_case=lambda name, i: log.info("case %d: %s", i + 1, name))
     print(table)
-    return 0
+    return 1 if unbeaten_baselines(summary) else 0
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.cases import quantise
 from benchmarks.methods import all_methods, brightness_norm, frame_hold, spatial_blur, temporal_average
-from benchmarks.runner import markdown_summary, run_case, summarise
+from benchmarks.runner import markdown_summary, run_case, summarise, unbeaten_baselines
 from benchmarks.suite import Case, verdict
 from generators.synthetic import synthetic_clip
 
@@ -39,6 +39,7 @@ def test_summary_has_one_row_per_method_and_speed_ratios(tiny_rows):
     summary = summarise(tiny_rows)
     assert [s["method"] for s in summary] == [r["method"] for r in tiny_rows]
     assert next(s for s in summary if s["method"] == "ffmpeg_deflicker")["speed_vs_ffmpeg"] == pytest.approx(1.0)
+    assert unbeaten_baselines(summary) == []
     table = markdown_summary(summary)
     assert table.count("\n") == len(summary) + 1 and "ours_default" in table
     json.dumps([{k: v for k, v in r.items()} for r in tiny_rows])
