@@ -217,7 +217,10 @@ class RayExecutor:
         if not self._ray.is_initialized():
             options: dict[str, Any] = {"address": address} if address else {"num_cpus": workers}
             try:
-                self._ray.init(include_dashboard=False, log_to_driver=False, **options)
+                # Ray's own start-up notices only when the caller asked for coherence's (--verbose)
+                level = logging.getLogger("coherence").getEffectiveLevel()
+                self._ray.init(include_dashboard=False, log_to_driver=False,
+                               logging_level=logging.INFO if level <= logging.INFO else logging.ERROR, **options)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise DependencyError(f"cannot start or reach Ray at {address or 'a local instance'} ({exc})") from exc
             self._started = True
