@@ -156,8 +156,13 @@ def _add_smooth_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_smooth(args: argparse.Namespace) -> int:
+    import torch
+
     from coherence.smooth import Smoother
 
+    # the decoder and the encoder run in their own processes; the smoother's many small ops gain nothing from
+    # more intra-op threads and lose a lot when they oversubscribe the cores those processes need
+    torch.set_num_threads(1)
     smoother = Smoother(preset=args.preset, strength=args.strength, radius=args.radius, flow=args.flow,
                         flow_weights=args.flow_weights, device=args.device)
     return _run_pipeline(args, [smoother], "smooth")
