@@ -6,6 +6,7 @@ a clip. See ``coherence.flow`` for the optical-flow convention.
 
 from coherence.clip import Clip, parse_fps
 from coherence.errors import CoherenceError, ConfigError, DependencyError, InputError, OutputError
+from coherence.interpolate import INTERPOLATION_PRESETS, Interpolator, interpolate
 from coherence.io import VideoInfo, VideoWriter, probe, read_clip, read_frames, write_clip
 from coherence.metrics import ScoreReport, score
 from coherence.pipeline import Pipeline, RunResult
@@ -15,10 +16,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Clip",
+    "INTERPOLATION_PRESETS",
     "CoherenceError",
     "ConfigError",
     "DependencyError",
     "InputError",
+    "Interpolator",
     "OutputError",
     "Pipeline",
     "RunResult",
@@ -27,6 +30,7 @@ __all__ = [
     "Smoother",
     "VideoInfo",
     "VideoWriter",
+    "interpolate",
     "parse_fps",
     "probe",
     "read_clip",
