@@ -125,10 +125,10 @@ class LocalExecutor:
         self.task = task
         self._pool: ProcessPoolExecutor | None = None
 
-    def _new_pool(self) -> ProcessPoolExecutor:
+    def _new_pool(self, size: int) -> ProcessPoolExecutor:
         self.close()
         level = logging.getLogger("coherence").getEffectiveLevel()
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+        self._pool = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=init_worker, initargs=(level, True))
         return self._pool
 
@@ -136,11 +136,12 @@ class LocalExecutor:
         pending: deque[Job] = deque(jobs)
         suspects: deque[Job] = deque()  # in flight when a worker died: rerun alone to find the culprit
         running: dict[Future[Record], Job] = {}
-        pool = self._new_pool()
+        size = max(1, min(self.workers, len(jobs)))  # spawning a worker costs seconds: none beyond the jobs
+        pool = self._new_pool(size)
         isolated = False
         while pending or suspects or running:
             if self._pool is None:  # the last pool broke: start a fresh one only when there is work for it
-                pool = self._new_pool()
+                pool = self._new_pool(size)
             if suspects and not running:
                 job = suspects.popleft()
                 running[pool.submit(_pool_job, self.task, job)] = job
@@ -155,13 +156,16 @@ class LocalExecutor:
             for future in done:
                 job = running.pop(future)
                 try:
-                    yield future.result()
+                    record = future.result()
                 except BrokenProcessPool:
                     broken = True
-                    if isolated:
-                        yield failure_record(job, _CRASH, "crash")
-                    else:
+                    if not isolated:
                         suspects.append(job)
+                        continue
+                    record = failure_record(job, _CRASH, "crash")
+                except Exception as exc:  # the job's result could not come back (it did not pickle, say)
+                    record = failure_record(job, f"{type(exc).__name__}: {exc}", "internal")
+                yield record
             if broken:
                 # every other future of a broken pool fails too: collect them, then start a fresh pool
                 wait(running)
