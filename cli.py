@@ -214,13 +214,20 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="make a synthetic clip with text-to-video artefacts and show what coherence does")
     p.add_argument("-o", "--output", type=Path, default=Path("coherence-demo"), help="folder for the results")
     p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic scene")
-    p.add_argument("--frames", type=int, default=48, help="number of frames")
+    p.add_argument("--frames", type=int, default=48, help="number of frames (at least 2)")
     p.set_defaults(func=_cmd_demo)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    import torch
+
+    from coherence.clip import Clip
     from coherence.errors import OutputError
     from coherence.io import write_clip
+    from coherence.metrics import score
+    from coherence.pipeline import Pipeline
+    from coherence.report import markdown_table, write_side_by_side
+    from coherence.smooth import Smoother
     from generators.synthetic import synthetic_clip
 
     out: Path = args.output
@@ -230,7 +237,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     sample = synthetic_clip(frames=args.frames, size=(480, 272), seed=args.seed, artifacts="t2v")
     write_clip(sample.clean, out / "clean.mp4")
     write_clip(sample.degraded, out / "input.mp4")
-    _say(args, f"wrote {out / 'clean.mp4'} (ground truth) and {out / 'input.mp4'} (with text-to-video artefacts)")
+    stream = Pipeline([Smoother()]).process(iter(sample.degraded.frames), sample.degraded.fps)
+    frames = list(progress(stream, total=len(sample.degraded), desc="smooth", args=args))
+    smoothed = Clip(torch.stack(frames), sample.degraded.fps)
+    write_clip(smoothed, out / "smoothed.mp4")
+    write_side_by_side(sample.degraded.frames, smoothed.frames, out / "comparison.mp4", fps=sample.clean.fps,
+                       labels=("input", "coherence smooth"))
+    metrics = ["warping_error", "temporal_flickering", "psnr", "ssim", "alignment", "freeze_rate", "sharpness_kept"]
+    pairs = (("input", sample.degraded), ("smoothed", smoothed))
+    reports = [score(clip.frames, sample.clean.frames, fps=clip.fps, metrics=metrics, path=name)
+               for name, clip in progress(pairs, total=2, desc="score", args=args, unit="clip")]
+    table = markdown_table(reports)
+    (out / "scores.md").write_text(f"Scores against the clean ground truth (clean.mp4)\n\n{table}\n")
+    (out / "scores.json").write_text(json.dumps([r.to_dict() for r in reports], indent=2))
+    _say(args, f"{table}\n\nwrote {out}/: clean.mp4 (ground truth), input.mp4 (with text-to-video artefacts), "
+               "smoothed.mp4, comparison.mp4 (side by side), scores.md and scores.json")
     return 0
 
 

@@ -82,3 +82,16 @@ def test_unwritable_output_folder(clip_with_audio: Path, tmp_path: Path) -> None
 
 def test_unknown_output_format(clip_with_audio: Path, tmp_path: Path) -> None:
     assert_one_line_error(run_cli("convert", str(clip_with_audio), "-o", str(tmp_path / "o.xyz")), 4, ".xyz")
+
+
+def test_demo_writes_clips_comparison_and_scores(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    proc = run_cli("demo", "-o", str(out), "--frames", "10")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("clean.mp4", "input.mp4", "smoothed.mp4", "comparison.mp4", "scores.md"):
+        assert (out / name).is_file(), name
+    assert probe(out / "smoothed.mp4").frames == 10
+    before, after = (r["metrics"] for r in json.loads((out / "scores.json").read_text()))
+    assert after["warping_error"] < before["warping_error"]
+    assert after["psnr"] > before["psnr"]
+    assert after["alignment"] >= 0.9
