@@ -152,6 +152,9 @@ def _add_smooth_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flow", default="dis", help="optical flow backend: dis, farneback, raft-small, raft-large")
     p.add_argument("--flow-weights", type=Path, help="local weights file for a RAFT backend")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("--to-fps", help="then interpolate to this frame rate in the same pass (e.g. 24)")
+    rate.add_argument("--factor", type=int, help="then multiply the frame rate by this whole number")
     p.set_defaults(func=_cmd_smooth)
 
 
@@ -163,9 +166,13 @@ def _cmd_smooth(args: argparse.Namespace) -> int:
     # the decoder and the encoder run in their own processes; the smoother's many small ops gain nothing from
     # more intra-op threads and lose a lot when they oversubscribe the cores those processes need
     torch.set_num_threads(1)
-    smoother = Smoother(preset=args.preset, strength=args.strength, radius=args.radius, flow=args.flow,
-                        flow_weights=args.flow_weights, device=args.device)
-    return _run_pipeline(args, [smoother], "smooth")
+    stages: list[Any] = [Smoother(preset=args.preset, strength=args.strength, radius=args.radius, flow=args.flow,
+                                  flow_weights=args.flow_weights, device=args.device)]
+    if args.to_fps or args.factor:
+        from coherence.interpolate import Interpolator
+
+        stages.append(Interpolator(factor=args.factor, to_fps=args.to_fps, flow=args.flow, device=args.device))
+    return _run_pipeline(args, stages, "smooth")
 
 
 # -- interpolate ----------------------------------------------------------------------------------------------

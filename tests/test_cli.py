@@ -95,3 +95,12 @@ def test_demo_writes_clips_comparison_and_scores(tmp_path: Path) -> None:
     assert after["warping_error"] < before["warping_error"]
     assert after["psnr"] > before["psnr"]
     assert after["alignment"] >= 0.9
+
+
+def test_smooth_then_interpolate_in_one_pass(slow_gif: Path, tmp_path: Path) -> None:
+    out = tmp_path / "smooth24.mp4"
+    proc = run_cli("smooth", str(slow_gif), "-o", str(out), "--to-fps", "24")
+    assert proc.returncode == 0, proc.stderr
+    info = probe(out)
+    # 8 frames at 100/33 fps span 7 * 0.33 s = 2.31 s: frames at k/24 s for k = 0..55
+    assert info.fps == 24 and info.frames == 56
