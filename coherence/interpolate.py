@@ -297,7 +297,9 @@ class Interpolator:
     def process(self, frames: Iterable[torch.Tensor], fps: str | float | Fraction) -> Iterator[torch.Tensor]:
         """Convert a stream of ``(3, H, W)`` float32 frames in [0, 1] at ``fps`` to :meth:`output_fps`.
 
-        Holds one run of identical frames, the previous distinct frame and one pair of flows at a time.
+        Holds one run of identical frames, the previous distinct frame and one pair of flows at a time. The
+        output at source position ``s`` is yielded once input ``floor(s) + 2`` has been read (that input
+        tells whether ``floor(s) + 1`` starts a run of duplicates), or later inside such a run.
 
         Yields:
             ``(3, H, W)`` float32 frames in [0, 1] on ``device``, output frame ``k`` at time ``k / out_fps``.

