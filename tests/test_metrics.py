@@ -204,3 +204,27 @@ def test_a_custom_metric_shares_the_context():
         _REGISTRY.pop("probe_motion")
     assert calls == [(4, 2, H, W)]
     assert report.metrics["probe_motion"] == pytest.approx(report.metrics["mean_flow"])
+
+
+def test_score_command_prints_json_per_input_and_refuses_a_mismatched_reference(tmp_path, capsys):
+    import json
+
+    from cli import main
+    from coherence.clip import Clip
+    from coherence.io import write_clip
+
+    source = moving_texture(frames=6)
+    write_clip(Clip(source, 12), tmp_path / "a.mkv", lossless=True)
+    write_clip(Clip(source[:1].expand_as(source).clone(), 12), tmp_path / "frozen.mkv", lossless=True)
+    write_clip(Clip(source[:4], 12), tmp_path / "short.mkv", lossless=True)
+    args = ["-q", "score", str(tmp_path / "a.mkv"), str(tmp_path / "frozen.mkv"), "--reference",
+            str(tmp_path / "a.mkv"), "--json", "--metrics", "temporal_flickering,freeze_rate,psnr"]
+    assert main(args) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [d["path"].endswith(n) for d, n in zip(lines, ("a.mkv", "frozen.mkv"), strict=True)] == [True, True]
+    assert lines[0]["frames"] == 6 and lines[0]["fps"] == "12"
+    assert lines[0]["metrics"]["freeze_rate"] == 0.0 and lines[1]["metrics"]["freeze_rate"] == 1.0
+    assert len(lines[1]["per_frame"]["temporal_flickering"]) == 5
+    assert main(["-q", "score", str(tmp_path / "a.mkv"), "--reference", str(tmp_path / "short.mkv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("coherence: error:") and "frame count and size" in err and "\n" not in err
