@@ -197,9 +197,12 @@ def _add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_interpolate(args: argparse.Namespace) -> int:
+    import torch
+
     from coherence.errors import ConfigError
     from coherence.interpolate import Interpolator, get_preset
 
+    torch.set_num_threads(1)  # as for smooth: the decoder and encoder processes need the other cores
     stages: list[Any] = []
     to_fps = args.to_fps
     if args.preset:

@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unseen", action="store_true", help="add the generated CogVideoX clips")
     parser.add_argument("--out", type=Path, default=Path("bench-out/interpolation"), help="output folder")
     args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # ffmpeg's minterpolate is single-threaded; so is the CLI's interpolation
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = run(args.out, quick=args.quick, unseen=args.unseen)
     print(table(rows))

@@ -143,14 +143,15 @@ def motion_at(a: torch.Tensor, b: torch.Tensor, t: float, *, flow_ab: torch.Tens
     Returns:
         ``(F_t0, F_t1)``, each ``(N, 2, H, W)``.
     """
-    score_a = torch.exp(-alpha * (a - warp(b, flow_ab)).abs().mean(1, keepdim=True))
-    score_b = torch.exp(-alpha * (b - warp(a, flow_ba)).abs().mean(1, keepdim=True))
+    n = a.shape[0]
+    aligned = warp(torch.cat((b, a)), torch.cat((flow_ab, flow_ba)))
+    scores = torch.exp(-alpha * (torch.cat((a, b)) - aligned).abs().mean(1, keepdim=True))
+    score_a, score_b = scores[:n], scores[n:]
     ones = torch.ones_like(score_a)
     # one splat for both frames: stack them along the batch, then add the two halves
     values = torch.cat((torch.cat((flow_ab * score_a, score_a, ones), 1),
                         torch.cat((-flow_ba * score_b, score_b, ones), 1)))
     splatted = splat(values, torch.cat((t * flow_ab, (1 - t) * flow_ba)))
-    n = a.shape[0]
     total = splatted[:n] + splatted[n:]
     motion = total[:, :2] / total[:, 2:3].clamp_min(1e-12)
     # coverage below 1/2 (holes, frame borders) fades to the linear approximation
@@ -198,17 +199,17 @@ def interpolate_pair(a: torch.Tensor, b: torch.Tensor, t: float, *, flow_ab: tor
     if t in (0.0, 1.0):
         out = a if t == 0.0 else b
     else:
-        size = a.shape[-2:]
+        n, size = a.shape[0], a.shape[-2:]
         small = (max(8, round(size[0] * motion_scale)), max(8, round(size[1] * motion_scale)))
         if small[0] < size[0] and small[1] < size[1]:
-            shrink = {"size": small, "mode": "area"}
-            flow_t0, flow_t1 = motion_at(F.interpolate(a, **shrink), F.interpolate(b, **shrink), t,
-                                         flow_ab=resize_flow(flow_ab, small), flow_ba=resize_flow(flow_ba, small),
-                                         alpha=alpha)
-            flow_t0, flow_t1 = resize_flow(flow_t0, size), resize_flow(flow_t1, size)
+            frames = F.interpolate(torch.cat((a, b)), size=small, mode="area").split(n)
+            flows = resize_flow(torch.cat((flow_ab, flow_ba)), small).split(n)
+            flow_t0, flow_t1 = motion_at(*frames, t, flow_ab=flows[0], flow_ba=flows[1], alpha=alpha)
+            flow_t0, flow_t1 = resize_flow(torch.cat((flow_t0, flow_t1)), size).split(n)
         else:
             flow_t0, flow_t1 = motion_at(a, b, t, flow_ab=flow_ab, flow_ba=flow_ba, alpha=alpha)
-        out = ((1 - t) * warp(a, flow_t0, mode=mode) + t * warp(b, flow_t1, mode=mode)).clamp_(0, 1)
+        warped = warp(torch.cat((a, b)), torch.cat((flow_t0, flow_t1)), mode=mode)
+        out = ((1 - t) * warped[:n] + t * warped[n:]).clamp_(0, 1)
     return out[0] if single else out
 
 
