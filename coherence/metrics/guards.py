@@ -23,6 +23,7 @@ import math
 import kornia
 import torch
 
+from coherence.errors import ConfigError
 from coherence.metrics.base import FLOW_BATCH, MetricResult, ScoreContext, nanmean, register_metric
 
 # A reference pair "moves" when its mean flow magnitude reaches this many pixels: below it the three candidate
@@ -36,7 +37,7 @@ SSIM_WINDOW = 11
 
 def _reference(reference: torch.Tensor | None) -> torch.Tensor:
     if reference is None:  # score() refuses reference metrics without one; this guards direct calls
-        raise ValueError("a reference clip is required")
+        raise ConfigError("this metric compares against a reference clip: pass one")
     return reference
 
 

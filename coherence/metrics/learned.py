@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from coherence.errors import DependencyError
+from coherence.errors import ConfigError, DependencyError
 from coherence.metrics.base import MetricResult, ScoreContext, nanmean, register_metric
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,8 @@ def lpips_distance(frames: torch.Tensor, reference: torch.Tensor | None, context
         model = _load_lpips()
     except DependencyError as exc:
         return _skipped(exc, frames)
-    assert reference is not None
+    if reference is None:
+        raise ConfigError("lpips compares against a reference clip: pass one")
     per = torch.empty(frames.shape[0])
     with torch.no_grad():
         for start in range(0, frames.shape[0], _BATCH):
