@@ -197,3 +197,16 @@ def test_presets_are_data() -> None:
     for preset in INTERPOLATION_PRESETS.values():
         assert preset.target_fps > preset.source_fps
         assert 0.0 <= preset.smoothing <= 1.0
+
+
+def test_cli_interpolate_writes_exact_count_and_rate(tmp_path) -> None:
+    from cli import main
+    from coherence.clip import Clip
+    from coherence.io import probe, write_clip
+
+    source = tmp_path / "in.mkv"
+    write_clip(Clip(torch.stack([render(t) for t in range(5)]), Fraction(8)), source, lossless=True)
+    target = tmp_path / "out.mkv"
+    assert main(["-q", "interpolate", str(source), "-o", str(target), "--to-fps", "24", "--lossless"]) == 0
+    info = probe(target)
+    assert info.fps == 24 and info.frames == 13
