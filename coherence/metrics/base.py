@@ -335,10 +335,3 @@ def score(frames: torch.Tensor, reference: torch.Tensor | None = None, *, fps: F
     return ScoreReport(frames=ctx.num_frames, fps=ctx.fps, metrics=values, per_frame=series,
                        directions={m.name: m.direction for m in chosen}, skipped=skipped, cuts=list(ctx.cuts),
                        duplicates=list(ctx.duplicates), path=path)
-
-
-def pairwise(values: Iterable[float], keep: torch.Tensor) -> torch.Tensor:
-    """``(T - 1,)`` float32 series with ``nan`` where ``keep`` is False (pairs across scene cuts)."""
-    out = torch.tensor(list(values), dtype=torch.float32)
-    out[~keep] = math.nan
-    return out
