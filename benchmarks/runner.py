@@ -259,6 +259,17 @@ def _write_rows(path: Path, rows: Sequence[dict[str, object]]) -> None:
         writer.writerows({k: _round(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
 
 
+def _machine() -> str:
+    """CPU model (Linux ``/proc/cpuinfo``, else the architecture) and the number of CPUs."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} CPUs"
+
+
 def _clean(records: Sequence[dict[str, object]]) -> list[dict[str, object]]:
     return [{k: _round(v) if isinstance(v, float) else v for k, v in r.items()} for r in records]
 
@@ -273,7 +284,7 @@ def write_outputs(out: Path, rows: Sequence[dict[str, object]], interp_rows: Seq
         table += "\n\nFrame-drop interpolation (odd frames dropped and restored; scores on the restored frames)\n\n"
         table += _markdown(interp, _INTERP_COLUMNS)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": quick,
-            "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs".strip(),
+            "machine": _machine(),
             "seconds": round(seconds, 1), "cases": len({r["case"] for r in rows})}
     (out / "results.json").write_text(json.dumps({"meta": meta, "summary": _clean(summary), "rows": _clean(rows),
                                                   "interpolation": _clean(interp_rows)}, indent=1))
