@@ -171,47 +171,29 @@ def global_gains(ratio: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tenso
     return gains * trusted[:, None], trusted
 
 
-def local_field(ratio: torch.Tensor, weight: torch.Tensor, *, sigma: float) -> torch.Tensor:
-    """The local part of the correction: the mean deviation of the neighbours' ratios from their global gains.
+def correction_field(ratio: torch.Tensor, weight: torch.Tensor, *, sigma: float) -> torch.Tensor:
+    """The log-domain correction of a frame: the mean global gain of its neighbours plus a smooth local field.
 
-    The trusted deviations of all neighbours and of the frame itself (deviation 0, weight 1) are averaged by
-    normalised convolution (Knutsson & Westin 1993) with a Gaussian of ``sigma`` thumbnail pixels, so a place
-    that few neighbours see is corrected less rather than wrongly.
+    Global part: the mean over the trusted neighbours and the frame itself (gain 0) of their per-channel gains
+    (:func:`global_gains`). Local part: the neighbours' trusted deviations from their own gains, with the
+    frame's (deviation 0, weight 1), averaged by normalised convolution (Knutsson & Westin 1993) with a
+    Gaussian of ``sigma`` thumbnail pixels, so a place that few neighbours see is corrected less, not wrongly.
+    Every neighbour is compared with the frame directly (through composed flows): chaining the gains of
+    consecutive pairs instead would let their small biases add up along the chain.
 
     Args:
         ratio: ``(K, 3, h, w)`` and ``weight`` ``(K, 1, h, w)`` from :func:`aligned_ratios`.
         sigma: spatial scale of the field, in thumbnail pixels.
 
     Returns:
-        ``(3, h, w)`` log-domain field with zero-mean deviations.
+        ``(3, h, w)``: add it to the frame's log (multiply the frame by its exponential).
     """
     gains, trusted = global_gains(ratio, weight)
     weight = weight * trusted.view(-1, 1, 1, 1)
     local = ((ratio - gains[:, :, None, None]) * weight).sum(0, keepdim=True)
     # the frame's own term: blurring the constant weight 1 leaves it 1
-    return (blur(local, sigma) / (blur(weight.sum(0, keepdim=True), sigma) + 1.0))[0]
-
-
-def window_gain(steps: list[torch.Tensor], position: int) -> torch.Tensor:
-    """Global correction of one frame from the chained gains of consecutive pairs in its window.
-
-    With ``c_0 = 0`` and ``c_{i+1} = c_i + steps[i]`` the log gains of the window's frames relative to its
-    first, the correction of frame ``position`` is ``mean_i c_i - c_position``: it moves the frame to the
-    window's geometric-mean exposure. Chaining consecutive gains lets the window be long (the error falls as
-    ``1 / sqrt(N)``) at the cost of one pair estimate per frame, with no long-range flow composition.
-
-    Args:
-        steps: ``N - 1`` per-channel log gains ``(3,)`` of frame ``i + 1`` relative to frame ``i``.
-        position: index of the corrected frame in the window (``0..N-1``).
-
-    Returns:
-        ``(3,)`` log-domain correction.
-    """
-    if not steps:
-        return torch.zeros(3)
-    cumulative = torch.cat([torch.zeros(1, 3, dtype=steps[0].dtype, device=steps[0].device),
-                            torch.stack(steps).cumsum(0)])
-    return cumulative.mean(0) - cumulative[position]
+    field = (blur(local, sigma) / (blur(weight.sum(0, keepdim=True), sigma) + 1.0))[0]
+    return field + (gains.sum(0) / (trusted.sum() + 1.0))[:, None, None]
 
 
 def apply_correction(frame: torch.Tensor, correction: torch.Tensor, *, strength: float = 1.0) -> torch.Tensor:
@@ -219,7 +201,7 @@ def apply_correction(frame: torch.Tensor, correction: torch.Tensor, *, strength:
 
     Args:
         frame: ``(3, H, W)`` float32 in [0, 1].
-        correction: ``(3, h, w)`` log-domain correction (global gain plus :func:`local_field`).
+        correction: ``(3, h, w)`` log-domain correction from :func:`correction_field`.
         strength: fraction of the correction applied (0 leaves the frame unchanged).
 
     Returns:

@@ -35,13 +35,11 @@ from coherence.clip import parse_fps
 from coherence.deflicker import (
     aligned_ratios,
     apply_correction,
-    global_gains,
-    local_field,
+    correction_field,
     log_thumbnail,
     resize,
     thumb_size,
     window_flows,
-    window_gain,
 )
 from coherence.errors import ConfigError, InputError
 from coherence.flow import FlowEstimator, get_flow
@@ -52,6 +50,8 @@ log = logging.getLogger(__name__)
 
 # bounds of the difference scale of the temporal weights (in [0, 1] units): 1 and 20 levels of 8 bits
 _MIN_SCALE, _MAX_SCALE = 1.0 / 255, 20.0 / 255
+# the flow is estimated on at least this long a side (unless the frame is smaller)
+_MIN_FLOW_SIDE = 160
 
 _GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -136,24 +136,22 @@ class SmoothSettings:
     """What a preset fixes.
 
     Attributes:
-        radius: exposure window: frames on each side whose chained global gains are averaged.
-        field_radius: local illumination window: neighbours on each side compared on thumbnails.
+        radius: illumination window: neighbours on each side compared with the frame on thumbnails.
         neighbours: texture window: neighbours on each side averaged at full resolution.
         field_scale: spatial scale of the illumination correction, as a fraction of the frame's long side.
         spread: how far above the clip's noise floor an aligned neighbour may differ and still be averaged.
     """
 
     radius: int
-    field_radius: int
     neighbours: int
     field_scale: float
     spread: float
 
 
 SMOOTH_PRESETS: dict[str, SmoothSettings] = {
-    "light": SmoothSettings(radius=8, field_radius=4, neighbours=1, field_scale=0.06, spread=1.5),
-    "default": SmoothSettings(radius=24, field_radius=8, neighbours=1, field_scale=0.05, spread=2.0),
-    "strong": SmoothSettings(radius=36, field_radius=12, neighbours=2, field_scale=0.05, spread=2.5),
+    "light": SmoothSettings(radius=6, neighbours=1, field_scale=0.06, spread=1.5),
+    "default": SmoothSettings(radius=12, neighbours=1, field_scale=0.05, spread=2.0),
+    "strong": SmoothSettings(radius=16, neighbours=2, field_scale=0.05, spread=2.5),
 }
 
 
@@ -199,7 +197,6 @@ class Smoother:
         settings = SMOOTH_PRESETS[preset]
         self.settings = SmoothSettings(
             radius=settings.radius if radius is None else radius,
-            field_radius=settings.field_radius if radius is None else min(radius, settings.field_radius),
             neighbours=settings.neighbours if neighbours is None else neighbours,
             field_scale=settings.field_scale, spread=settings.spread)
         if not 0 <= self.settings.radius <= 64 or not 0 <= self.settings.neighbours <= 4:
@@ -226,7 +223,7 @@ class Smoother:
             self.flow = get_flow(flow, **options)
         else:
             self.flow = flow
-        self.radius = max(self.settings.radius, self.settings.field_radius) + self.settings.neighbours
+        self.radius = self.settings.radius + self.settings.neighbours
 
     def output_fps(self, fps: Fraction) -> Fraction:
         """Smoothing keeps the frame rate."""
@@ -252,8 +249,6 @@ class _Run:
     def __init__(self, smoother: Smoother) -> None:
         self.s = smoother
         self.records: dict[int, _Record] = {}
-        self.steps: dict[int, torch.Tensor] = {}  # per-channel log gain of frame i + 1 relative to frame i
-        self.scenes: dict[int, int] = {}
         self.detector = SceneCutDetector()
         self.last = -1
         self.next_correct = 0
@@ -270,7 +265,6 @@ class _Run:
             previous = self.records.get(self.last)
             self.last += 1
             self.records[self.last] = record
-            self.scenes[self.last] = scene
             if previous is not None and previous.scene == scene:
                 self._link(previous, record)
             yield from self._drain(finished=False)
@@ -290,7 +284,9 @@ class _Run:
 
     def _record(self, frame: torch.Tensor, scene: int) -> _Record:
         h, w = frame.shape[-2:]
-        half_size = (max(8, round(h * self.s.flow_scale)), max(8, round(w * self.s.flow_scale)))
+        # small frames keep enough pixels for the flow to resolve their motion
+        scale = max(self.s.flow_scale, min(1.0, _MIN_FLOW_SIDE / max(h, w)))
+        half_size = (max(8, round(h * scale)), max(8, round(w * scale)))
         half = resize(frame[None], half_size, mode="area")
         return _Record(frame=frame, scene=scene, half=half, thumb=log_thumbnail(frame, thumb_size(h, w)))
 
@@ -300,8 +296,6 @@ class _Run:
         a.to_next, b.to_prev = flows[:1], flows[1:]
         size = a.thumb[0].shape[-2:]
         a.to_next_thumb, b.to_prev_thumb = scale_flow(a.to_next, size), scale_flow(b.to_prev, size)
-        ratio, weight = aligned_ratios(a.thumb, [(*b.thumb, a.to_next_thumb, b.to_prev_thumb)], sigma=self._sigma(a))
-        self.steps[self.last - 1] = global_gains(ratio, weight)[0][0]
 
     def _sigma(self, record: _Record) -> float:
         return self.s.settings.field_scale * max(record.thumb[0].shape[-2:])
@@ -330,23 +324,16 @@ class _Run:
 
     def _correct(self, t: int) -> None:
         record = self.records[t]
-        settings = self.s.settings
-        first = t
-        while first > t - settings.radius and self.scenes.get(first - 1) == record.scene:
-            first -= 1
-        steps = []
-        while len(steps) < t - first + settings.radius and first + len(steps) in self.steps:
-            steps.append(self.steps[first + len(steps)])
-        field = window_gain(steps, t - first).to(record.frame)[:, None, None]
         neighbours = []
         for direction in (1, -1):
-            for s, to_s, from_s in self._chain(t, settings.field_radius, direction, thumb=True):
+            for s, to_s, from_s in self._chain(t, self.s.settings.radius, direction, thumb=True):
                 neighbours.append((*self.records[s].thumb, to_s, from_s))
-        if neighbours:
-            ratio, weight = aligned_ratios(record.thumb, neighbours, sigma=self._sigma(record))
-            field = field + local_field(ratio, weight, sigma=self._sigma(record))
-        record.corrected = apply_correction(record.frame, field.expand_as(record.thumb[0]),
-                                            strength=self.s.strength)
+        if not neighbours:
+            record.corrected = record.frame
+            return
+        ratio, weight = aligned_ratios(record.thumb, neighbours, sigma=self._sigma(record))
+        field = correction_field(ratio, weight, sigma=self._sigma(record))
+        record.corrected = apply_correction(record.frame, field, strength=self.s.strength)
 
     def _output(self, t: int) -> torch.Tensor:
         record = self.records[t]
@@ -363,8 +350,7 @@ class _Run:
 
     def _drain(self, *, finished: bool) -> Iterator[torch.Tensor]:
         settings = self.s.settings
-        reach = max(settings.radius, settings.field_radius)
-        while self.next_correct <= self.last and self._arrived(self.next_correct, reach, finished):
+        while self.next_correct <= self.last and self._arrived(self.next_correct, settings.radius, finished):
             self._correct(self.next_correct)
             self.next_correct += 1
         while self.next_out < self.next_correct:
@@ -374,12 +360,9 @@ class _Run:
                 break
             yield self._output(t)
             self.next_out += 1
-            keep_from = min(self.next_correct - max(settings.field_radius, 1), self.next_out - settings.neighbours)
+            keep_from = min(self.next_correct - settings.radius, self.next_out - settings.neighbours)
             for old in [i for i in self.records if i < keep_from]:
                 del self.records[old]
-            for old in [i for i in self.steps if i < self.next_correct - settings.radius - 1]:
-                del self.steps[old]
-                self.scenes.pop(old, None)
 
 
 def smooth(frames: torch.Tensor, *, fps: str | float | Fraction = 24, **options: object) -> torch.Tensor:

@@ -1,0 +1,151 @@
+"""The smoothing stage on synthetic clips with known ground truth."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import torch
+
+from coherence.errors import ConfigError, InputError
+from coherence.smooth import SMOOTH_PRESETS, Smoother, smooth
+from coherence.stage import Stage
+from generators.artifacts import Artifacts, artifact_preset, degrade
+from generators.synthetic import synthetic_clip
+
+SIZE = (96, 64)  # width, height
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1.0 / (a - b).square().mean()))
+
+
+def exposure_flicker(frames: torch.Tensor, clean: torch.Tensor) -> float:
+    """Frame-to-frame change of the log exposure error: 0 when the exposure error is constant in time."""
+    error = (frames.mean((1, 2, 3)) + 0.02).log() - (clean.mean((1, 2, 3)) + 0.02).log()
+    return float(error.diff().abs().mean())
+
+
+@pytest.fixture(scope="module")
+def clean() -> torch.Tensor:
+    return synthetic_clip(frames=24, size=SIZE, seed=3, artifacts=None).clean.frames
+
+
+def test_is_a_stage() -> None:
+    smoother = Smoother()
+    assert isinstance(smoother, Stage)
+    assert smoother.output_fps(Fraction(24)) == 24
+    assert smoother.radius == SMOOTH_PRESETS["default"].radius + SMOOTH_PRESETS["default"].neighbours
+
+
+def test_flicker_benchmark_degradation_is_removed(clean: torch.Tensor) -> None:
+    degraded = degrade(clean, artifact_preset("flicker"), seed=1)
+    out = smooth(degraded, fps=24)
+    assert psnr(out, clean) > psnr(degraded, clean) + 4.0
+    assert exposure_flicker(out, clean) < 0.3 * exposure_flicker(degraded, clean)
+
+
+@pytest.mark.parametrize("artifacts,gain_db", [
+    (Artifacts(gain=0.12), 3.0), (Artifacts(cast=0.06), 3.0), (Artifacts(local_flicker=0.09), 2.0),
+    (Artifacts(noise=8 / 255), 2.0),
+    # boiling is only averaged over the +-1 aligned neighbours (the flow does not follow it): a smaller gain
+    (Artifacts(boiling=1.0), 0.3),
+], ids=["gain", "cast", "local", "noise", "boiling"])
+def test_each_artefact_type_is_reduced(clean: torch.Tensor, artifacts: Artifacts, gain_db: float) -> None:
+    degraded = degrade(clean, artifacts, seed=2)
+    out = smooth(degraded, fps=24)
+    assert psnr(out, clean) > psnr(degraded, clean) + gain_db
+
+
+def test_strength_zero_is_identity(clean: torch.Tensor) -> None:
+    degraded = degrade(clean, artifact_preset("t2v"), seed=0)
+    assert torch.equal(smooth(degraded, fps=24, strength=0.0), degraded)
+
+
+def test_strength_scales_the_correction(clean: torch.Tensor) -> None:
+    degraded = degrade(clean, artifact_preset("flicker"), seed=4)
+    half, full = smooth(degraded, strength=0.5), smooth(degraded, strength=1.0)
+    assert psnr(degraded, clean) < psnr(half, clean) < psnr(full, clean)
+
+
+@pytest.mark.parametrize("frames,size", [(1, (96, 64)), (2, (96, 64)), (7, (33, 21))])
+def test_frame_count_and_size_kept(frames: int, size: tuple[int, int]) -> None:
+    clip = synthetic_clip(frames=frames, size=size, seed=5, artifacts="t2v").degraded.frames
+    for preset in SMOOTH_PRESETS:
+        out = smooth(clip, preset=preset)
+        assert out.shape == clip.shape and out.dtype == torch.float32
+        assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+
+
+def test_nothing_crosses_a_scene_cut() -> None:
+    clip = synthetic_clip(frames=20, size=SIZE, seed=6, artifacts="flicker", cuts=[9])
+    frames = clip.degraded.frames
+    whole = smooth(frames)
+    # each scene smoothed on its own gives exactly what the cut clip gives: no frame saw the other scene
+    torch.testing.assert_close(whole[:9], smooth(frames[:9]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(whole[9:], smooth(frames[9:]), atol=1e-5, rtol=0)
+
+
+def test_motion_is_neither_lagged_nor_smeared() -> None:
+    clip = synthetic_clip(frames=16, size=SIZE, seed=7, artifacts=Artifacts(gain=0.08, noise=4 / 255), speed=3.0,
+                          pan=2.0)
+    clean = clip.clean.frames
+    out = smooth(clip.degraded.frames)
+    for t in range(1, 15):
+        here = float((out[t] - clean[t]).abs().mean())
+        assert here < float((out[t] - clean[t - 1]).abs().mean())
+        assert here < float((out[t] - clean[t + 1]).abs().mean())
+
+
+def test_still_scene_stays_sharp(clean: torch.Tensor) -> None:
+    still = clean[:1].expand(16, -1, -1, -1).contiguous()
+    degraded = degrade(still, Artifacts(gain=0.08, noise=4 / 255), seed=8)
+    out = smooth(degraded)
+
+    def detail(x: torch.Tensor) -> float:
+        return float((x[..., 1:] - x[..., :-1]).abs().mean())
+
+    assert psnr(out, still) > psnr(degraded, still) + 3.0
+    assert detail(out) > 0.9 * detail(still)
+
+
+def test_streams_lazily() -> None:
+    frames = synthetic_clip(frames=40, size=SIZE, seed=9, artifacts="flicker").degraded.frames
+    smoother = Smoother(preset="light")
+    consumed = 0
+
+    def source() -> Iterator[torch.Tensor]:
+        nonlocal consumed
+        for frame in frames:
+            consumed += 1
+            yield frame
+
+    stream = smoother.process(source(), Fraction(24))
+    next(stream)
+    assert consumed <= smoother.radius + 2
+    assert sum(1 for _ in stream) == len(frames) - 1
+
+
+def test_bad_options_and_inputs() -> None:
+    with pytest.raises(ConfigError):
+        Smoother(strength=1.5)
+    with pytest.raises(ConfigError):
+        Smoother(preset="nope")
+    with pytest.raises(ConfigError):
+        Smoother(flow="dis", flow_weights="x.pth")
+    with pytest.raises(InputError):
+        smooth(torch.rand(4, 1, 8, 8))
+
+
+def test_cli_smooth(tmp_path: Path, clip_with_audio: Path) -> None:
+    from cli import main
+    from coherence.io import probe
+
+    out = tmp_path / "smooth.mp4"
+    assert main(["-q", "smooth", str(clip_with_audio), "-o", str(out), "--preset", "light"]) == 0
+    source, result = probe(clip_with_audio), probe(out)
+    assert (result.frames, result.width, result.height, result.fps) == (source.frames, source.width,
+                                                                       source.height, source.fps)
+    assert result.has_audio
