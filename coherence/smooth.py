@@ -8,14 +8,16 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
    with its neighbours ``t - radius .. t + radius`` aligned by composed flows; the occlusion- and
    outlier-weighted mean log ratio, smoothed spatially, is the correction. Its error shrinks like
    ``1 / sqrt(2 * radius + 1)`` and it needs no model of the flicker beyond "multiplicative and smooth".
-3. **Texture** (noise, boiling, jitter): the corrected neighbours ``t ± 1 .. t ± neighbours`` are warped onto
+3. **Texture** (noise, boiling): the corrected neighbours ``t ± 1 .. t ± neighbours`` are warped onto
    ``t`` at full resolution and averaged with ``t`` under per-pixel weights that vanish where the flow is
    occluded (forward-backward and motion-boundary tests) or where the aligned neighbour differs from ``t``
    by more than the clip's own noise floor (a temporal bilateral weight, as in the patch weights of
    non-local means, Buades et al. 2005, and the guided window blending of FastBlend, Duan et al. 2023).
 
 Frame ``t`` always carries weight 1 and neighbours are aligned onto it, so motion is neither lagged nor
-averaged away, and a still clip stays as sharp as it was. Memory holds ``radius + neighbours`` frames ahead.
+averaged away, and a still clip stays as sharp as it was. The flip side: frame ``t``'s own geometry is kept, so
+a global sub-pixel jitter is not undone (only its texture noise is averaged). Memory holds
+``radius + neighbours`` frames ahead.
 """
 
 from __future__ import annotations
@@ -326,8 +328,8 @@ class _Run:
         record = self.records[t]
         neighbours = []
         for direction in (1, -1):
-            for s, to_s, from_s in self._chain(t, self.s.settings.radius, direction, thumb=True):
-                neighbours.append((*self.records[s].thumb, to_s, from_s))
+            for index, to_s, from_s in self._chain(t, self.s.settings.radius, direction, thumb=True):
+                neighbours.append((*self.records[index].thumb, to_s, from_s))
         if not neighbours:
             record.corrected = record.frame
             return
