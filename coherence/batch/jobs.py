@@ -267,7 +267,7 @@ def run_job(job: Job) -> dict[str, Any]:
     from coherence.io import probe
     from coherence.pipeline import Pipeline
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     record = base_record(job)
     record["worker"] = f"{socket.gethostname()}:{os.getpid()}"
     timings: dict[str, float] = {}
@@ -297,6 +297,7 @@ def run_job(job: Job) -> dict[str, Any]:
         record.update(error=message.splitlines()[0] if message else type(exc).__name__, error_kind=error_kind(exc))
         log.info("%s: %s", job.path, record["error"])
     timings["total"] = round(time.perf_counter() - start, 3)
+    timings["cpu"] = round(time.process_time() - cpu_start, 3)  # this process only, not its ffmpeg children
     record["timings"] = timings
     record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return record
