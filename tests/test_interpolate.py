@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from coherence.errors import ConfigError, InputError
+from coherence.flow import resize_flow, warp
 from coherence.interpolate import (
     INTERPOLATION_PRESETS,
     Interpolator,
@@ -16,6 +17,7 @@ from coherence.interpolate import (
     interpolate_pair,
     output_frame_count,
     source_position,
+    warp_blend,
 )
 
 H, W = 64, 96
@@ -81,6 +83,19 @@ def test_quarter_times_follow_the_motion() -> None:
     for j in (1, 2, 3, 5, 6, 7):
         truth = render(j / 4)
         assert psnr(out[j], truth) > psnr(out[4 * round(j / 4)], truth) + 3.0
+
+
+def test_opencv_warp_blend_matches_grid_sample() -> None:
+    # the CPU path (cv2.remap on a 1/32-pixel grid) against the torch reference it replaces, with coarse flows
+    g = torch.Generator().manual_seed(3)
+    a, b = render(0.0)[None], render(1.0, seed=5)[None]
+    flow_t0, flow_t1 = (torch.randn(1, 2, 16, 24, generator=g) * 3 for _ in range(2))
+    for mode in ("bicubic", "bilinear"):
+        reference = warp(torch.cat((a, b)), resize_flow(torch.cat((flow_t0, flow_t1)), (H, W)), mode=mode)
+        reference = (0.7 * reference[:1] + 0.3 * reference[1:]).clamp(0, 1)
+        ours = warp_blend(a, b, 0.3, flow_t0, flow_t1, mode=mode)
+        assert ours.shape == a.shape and ours.dtype == torch.float32
+        assert (ours - reference).abs().max() < 0.02 and psnr(ours, reference) > 50
 
 
 def test_pair_endpoints_and_validation() -> None:
