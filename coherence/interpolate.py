@@ -285,6 +285,13 @@ def output_frame_count(frames: int, in_fps: Fraction, out_fps: Fraction) -> int:
     return int((frames - 1) * Fraction(out_fps) / Fraction(in_fps)) + 1
 
 
+# DIS "medium" with a patch stride of 4 instead of 3 and 3 variational refinement iterations instead of 5: about
+# 35 % less flow time for 0.01 dB on the benchmark clips (bikes 30.463 -> 30.452, bunny 39.232 -> 39.221 dB);
+# the synthesis reads the flows at a quarter of the resolution (interpolate_pair's motion_scale), where the
+# sparser patches and shorter refinement hardly show. A coarser finest scale (the "fast" preset) lost 0.4-0.5 dB.
+DIS_OPTIONS: dict[str, Any] = {"patch_stride": 4, "refinement_iterations": 3}
+
+
 @dataclass
 class _Sample:
     """One distinct image on the source time line: exact at ``position``; its run starts at input ``first``."""
@@ -301,8 +308,9 @@ class Interpolator:
     Args:
         factor: integer rate multiplier (2 doubles the rate); give this or ``to_fps``.
         to_fps: exact output rate (e.g. ``24`` or ``Fraction(30000, 1001)``).
-        flow: flow backend name or instance (default DIS, ``medium`` preset).
-        flow_options: options for :func:`get_flow` when ``flow`` is a name.
+        flow: flow backend name or instance (default DIS, ``medium`` preset with :data:`DIS_OPTIONS`).
+        flow_options: options for :func:`get_flow` when ``flow`` is a name (for ``"dis"``, over
+            :data:`DIS_OPTIONS`).
         device: where frames are warped and blended.
         scene_cuts: detect cuts and hold across them (turn off only for footage known to be one shot).
         max_duplicate_run: runs of up to this many duplicate frames are re-timed as one image (1 = never).
@@ -329,7 +337,8 @@ class Interpolator:
         self.factor = int(factor) if factor is not None else None
         self.to_fps = parse_fps(to_fps) if to_fps is not None else None
         self.device = torch.device(device)
-        self.flow = get_flow(flow, **(flow_options or {}))
+        options = {**DIS_OPTIONS, **(flow_options or {})} if flow == "dis" else flow_options or {}
+        self.flow = get_flow(flow, **options)
         self.scene_cuts = scene_cuts
         self.max_duplicate_run = max_duplicate_run
         self.duplicate_threshold = duplicate_threshold

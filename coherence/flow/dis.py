@@ -72,16 +72,28 @@ class DISFlow(_OpenCVFlow):
         preset: ``"ultrafast"``, ``"fast"`` or ``"medium"`` (quality against speed).
         scale: estimate at this fraction of the input size, then upsample (speed on large frames).
         device: where returned flows live (the estimate itself runs on the CPU).
+        patch_stride: override the preset's patch stride in pixels (OpenCV ``setPatchStride``), if given.
+        refinement_iterations: override the preset's variational refinement iterations per scale (OpenCV
+            ``setVariationalRefinementIterations``), if given.
     """
 
     name = "dis"
 
-    def __init__(self, *, preset: str = "medium", scale: float = 1.0, device: str | torch.device = "cpu") -> None:
+    def __init__(self, *, preset: str = "medium", scale: float = 1.0, device: str | torch.device = "cpu",
+                 patch_stride: int | None = None, refinement_iterations: int | None = None) -> None:
         super().__init__(scale=scale, device=device)
         if preset not in _DIS_PRESETS:
             raise ConfigError(f"unknown DIS preset {preset!r}; choose one of {', '.join(_DIS_PRESETS)}")
+        if patch_stride is not None and patch_stride < 1 or refinement_iterations is not None \
+                and refinement_iterations < 0:
+            raise ConfigError(f"DIS needs patch_stride >= 1 and refinement_iterations >= 0, got {patch_stride} "
+                              f"and {refinement_iterations}")
         self.preset = preset
         self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
+        if patch_stride is not None:
+            self._dis.setPatchStride(patch_stride)
+        if refinement_iterations is not None:
+            self._dis.setVariationalRefinementIterations(refinement_iterations)
 
     def _pair(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         h, w = a.shape
