@@ -205,16 +205,36 @@ def interpolate_pair(a: torch.Tensor, b: torch.Tensor, t: float, *, flow_ab: tor
     if t in (0.0, 1.0):
         out = a if t == 0.0 else b
     else:
-        n, size = a.shape[0], a.shape[-2:]
-        small = (max(8, round(size[0] * motion_scale)), max(8, round(size[1] * motion_scale)))
-        if small[0] < size[0] and small[1] < size[1]:
-            frames = F.interpolate(torch.cat((a, b)), size=small, mode="area").split(n)
-            flows = resize_flow(torch.cat((flow_ab, flow_ba)), small).split(n)
-            flow_t0, flow_t1 = motion_at(*frames, t, flow_ab=flows[0], flow_ba=flows[1], alpha=alpha)
-        else:
-            flow_t0, flow_t1 = motion_at(a, b, t, flow_ab=flow_ab, flow_ba=flow_ba, alpha=alpha)
-        out = warp_blend(a, b, t, flow_t0, flow_t1, mode=mode)
+        coarse = coarse_pair(a, b, flow_ab=flow_ab, flow_ba=flow_ba, motion_scale=motion_scale)
+        out = _synthesise(a, b, t, coarse, alpha=alpha, mode=mode)
     return out[0] if single else out
+
+
+def coarse_pair(a: torch.Tensor, b: torch.Tensor, *, flow_ab: torch.Tensor, flow_ba: torch.Tensor,
+                motion_scale: float = 0.25) -> tuple[torch.Tensor, ...]:
+    """A pair and its flows at the resolution of the motion estimate (``motion_scale``, at least 8 pixels).
+
+    Args:
+        a, b: ``(N, 3, H, W)`` float32 in [0, 1].
+        flow_ab, flow_ba: ``(N, 2, H, W)`` pixels.
+        motion_scale: size relative to the frames (1 = unchanged).
+
+    Returns:
+        ``(a, b, flow_ab, flow_ba)`` at ``(h, w)``: frames area-averaged, flows resized and rescaled.
+    """
+    size = a.shape[-2:]
+    small = (max(8, round(size[0] * motion_scale)), max(8, round(size[1] * motion_scale)))
+    if small[0] >= size[0] or small[1] >= size[1]:
+        return a, b, flow_ab, flow_ba
+    return (F.interpolate(a, size=small, mode="area"), F.interpolate(b, size=small, mode="area"),
+            resize_flow(flow_ab, small), resize_flow(flow_ba, small))
+
+
+def _synthesise(a: torch.Tensor, b: torch.Tensor, t: float, coarse: tuple[torch.Tensor, ...], *, alpha: float,
+                mode: str) -> torch.Tensor:
+    """Frame ``(N, 3, H, W)`` at ``t`` from full-size ``a``, ``b`` and their :func:`coarse_pair`."""
+    flow_t0, flow_t1 = motion_at(coarse[0], coarse[1], t, flow_ab=coarse[2], flow_ba=coarse[3], alpha=alpha)
+    return warp_blend(a, b, t, flow_t0, flow_t1, mode=mode)
 
 
 _CV2_MODES = {"bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR}
@@ -358,11 +378,11 @@ class Interpolator:
             return [_Sample(frame, Fraction(first) + Fraction(length - 1, 2), first, cut)]
         return [_Sample(frame, Fraction(first), first, cut), _Sample(frame, Fraction(first + length - 1), first, False)]
 
-    def _flows(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _coarse(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Both flows of a pair of ``(3, H, W)`` frames, and the :func:`coarse_pair` every ``t`` between uses."""
         self.flow_pairs += 1
-        pair_a, pair_b = torch.stack((a, b)), torch.stack((b, a))
-        flows = self.flow(pair_a, pair_b).to(self.device)
-        return flows[:1], flows[1:]
+        flow_ab, flow_ba = self.flow(a[None], b[None]).to(self.device), self.flow(b[None], a[None]).to(self.device)
+        return coarse_pair(a[None], b[None], flow_ab=flow_ab, flow_ba=flow_ba)
 
     def process(self, frames: Iterable[torch.Tensor], fps: str | float | Fraction) -> Iterator[torch.Tensor]:
         """Convert a stream of ``(3, H, W)`` float32 frames in [0, 1] at ``fps`` to :meth:`output_fps`.
@@ -386,7 +406,7 @@ class Interpolator:
         def emit_until(sample: _Sample) -> Iterator[torch.Tensor]:
             """Frames at every position before ``sample``, in the segment from the previous sample."""
             prev: _Sample | None = state["prev"]
-            flows = None
+            coarse = None
             while state["k"] * step < sample.position:
                 pos = state["k"] * step
                 if prev is None or pos <= prev.position:
@@ -396,10 +416,10 @@ class Interpolator:
                 elif prev.frame is sample.frame:
                     yield prev.frame
                 else:
-                    flows = flows or self._flows(prev.frame, sample.frame)
+                    coarse = coarse or self._coarse(prev.frame, sample.frame)
                     t = float((pos - prev.position) / (sample.position - prev.position))
-                    yield interpolate_pair(prev.frame[None], sample.frame[None], t, flow_ab=flows[0],
-                                           flow_ba=flows[1], alpha=self.alpha)[0]
+                    yield _synthesise(prev.frame[None], sample.frame[None], t, coarse, alpha=self.alpha,
+                                      mode="bicubic")[0]
                 state["k"] += 1
             state["prev"] = sample
 
