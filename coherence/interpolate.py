@@ -86,15 +86,8 @@ def get_preset(name: str) -> InterpolationPreset:
 
 
 def intermediate_flows(flow_ab: torch.Tensor, flow_ba: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flows from time ``t`` back to ``a`` and on to ``b`` (Super SloMo eq. 4).
-
-    Args:
-        flow_ab: ``flow(a, b)``, ``(N, 2, H, W)`` pixels.
-        flow_ba: ``flow(b, a)``, ``(N, 2, H, W)`` pixels.
-        t: time in [0, 1] (0 = ``a``).
-
-    Returns:
-        ``(F_t0, F_t1)``, each ``(N, 2, H, W)``: ``warp(a, F_t0)`` and ``warp(b, F_t1)`` are aligned to time ``t``.
+    """Flows ``(F_t0, F_t1)`` from time ``t`` in [0, 1] back to ``a`` and on to ``b`` (Super SloMo eq. 4), from
+    ``flow(a, b)`` and ``flow(b, a)``; all ``(N, 2, H, W)`` pixels. ``warp(a, F_t0)``, ``warp(b, F_t1)`` sit at ``t``.
     """
     flow_t0 = -(1 - t) * t * flow_ab + t * t * flow_ba
     flow_t1 = (1 - t) * (1 - t) * flow_ab - t * (1 - t) * flow_ba
@@ -102,15 +95,8 @@ def intermediate_flows(flow_ab: torch.Tensor, flow_ba: torch.Tensor, t: float) -
 
 
 def splat(values: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Forward (summation) splatting: add each pixel's ``values`` bilinearly at ``p + flow(p)``.
-
-    Args:
-        values: ``(N, C, H, W)`` float tensor.
-        flow: ``(N, 2, H, W)`` displacement in pixels.
-
-    Returns:
-        ``(N, C, H, W)`` sums; targets outside the frame are dropped.
-    """
+    """Forward (summation) splatting: add each pixel's ``values`` ``(N, C, H, W)`` bilinearly at ``p + flow(p)``
+    (``flow`` ``(N, 2, H, W)`` pixels); returns the ``(N, C, H, W)`` sums, targets outside the frame dropped."""
     n, c, h, w = values.shape
     ys, xs = torch.meshgrid(torch.arange(h, device=flow.device, dtype=flow.dtype),
                             torch.arange(w, device=flow.device, dtype=flow.dtype), indexing="ij")
@@ -212,16 +198,8 @@ def interpolate_pair(a: torch.Tensor, b: torch.Tensor, t: float, *, flow_ab: tor
 
 def coarse_pair(a: torch.Tensor, b: torch.Tensor, *, flow_ab: torch.Tensor, flow_ba: torch.Tensor,
                 motion_scale: float = 0.25) -> tuple[torch.Tensor, ...]:
-    """A pair and its flows at the resolution of the motion estimate (``motion_scale``, at least 8 pixels).
-
-    Args:
-        a, b: ``(N, 3, H, W)`` float32 in [0, 1].
-        flow_ab, flow_ba: ``(N, 2, H, W)`` pixels.
-        motion_scale: size relative to the frames (1 = unchanged).
-
-    Returns:
-        ``(a, b, flow_ab, flow_ba)`` at ``(h, w)``: frames area-averaged, flows resized and rescaled.
-    """
+    """Frames ``(N, 3, H, W)`` and flows ``(N, 2, H, W)`` at ``motion_scale`` of the size (at least 8 pixels):
+    ``(a, b, flow_ab, flow_ba)`` at ``(h, w)``, frames area-averaged, flows resized and rescaled."""
     size = a.shape[-2:]
     small = (max(8, round(size[0] * motion_scale)), max(8, round(size[1] * motion_scale)))
     if small[0] >= size[0] or small[1] >= size[1]:
@@ -251,11 +229,8 @@ _CV2_MODES = {"bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR}
 
 @lru_cache(maxsize=8)
 def _pixel_grid(h: int, w: int) -> np.ndarray:
-    """Pixel coordinates ``(H, W, 2)`` float32, x then y (read-only, cached per size)."""
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    grid = np.dstack((xs, ys))
-    grid.flags.writeable = False
-    return grid
+    """Pixel coordinates ``(H, W, 2)`` float32, x then y (cached per size: never write to it)."""
+    return np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
 
 
 def warp_blend(a: torch.Tensor, b: torch.Tensor, t: float, flow_t0: torch.Tensor, flow_t1: torch.Tensor, *,
@@ -266,16 +241,9 @@ def warp_blend(a: torch.Tensor, b: torch.Tensor, t: float, flow_t0: torch.Tensor
     (bilinear, corners aligned, vectors scaled). On the CPU (float32, bicubic or bilinear) OpenCV does the work:
     ``cv2.remap`` samples with the same cubic kernel (Keys, a = -0.75) and clamped-border taps as
     ``grid_sample(..., padding_mode="border", align_corners=True)``, on a 1/32-pixel grid, in about 40 % of the
-    time of single-threaded ``grid_sample`` at 640×360.
-
-    Args:
-        a, b: ``(N, 3, H, W)`` float frames in [0, 1].
-        t: blend weight of ``b`` (time in [0, 1]).
-        flow_t0, flow_t1: ``(N, 2, h, w)`` flows from time ``t`` to ``a`` and to ``b``, pixels of their grid.
-        mode: ``"bicubic"`` or ``"bilinear"`` (``"nearest"`` too, off the OpenCV path).
-
-    Returns:
-        ``(N, 3, H, W)`` float32 in [0, 1].
+    time of single-threaded ``grid_sample`` at 640×360. Frames ``a``, ``b``: ``(N, 3, H, W)`` float in [0, 1];
+    flows ``(N, 2, h, w)`` from time ``t`` to ``a`` and to ``b`` in pixels of their grid; ``mode``: ``"bicubic"``,
+    ``"bilinear"`` (or ``"nearest"``, off the OpenCV path). Returns ``(N, 3, H, W)`` float32 in [0, 1].
     """
     n, _, h, w = a.shape
     if a.device.type != "cpu" or a.dtype != torch.float32 or mode not in _CV2_MODES:
