@@ -81,8 +81,23 @@ def _add_io_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lossless", action="store_true", help="lossless FFV1 (with an .mkv output)")
 
 
+def _add_motion_options(p: argparse.ArgumentParser, *, rate_help: str) -> None:
+    """Flow backend, device and target rate, shared by the commands that smooth or interpolate."""
+    p.add_argument("--flow", default="dis", help="optical flow backend: dis (default), farneback, raft-small, "
+                                                 "raft-large")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("--to-fps", help=f"{rate_help}, e.g. 24, 30 or 30000/1001")
+    rate.add_argument("--factor", type=int, help="multiply the frame rate by this whole number (2, 4...)")
+
+
 def _run_pipeline(args: argparse.Namespace, stages: list[Any], desc: str) -> int:
     """Stream ``args.input`` through ``stages`` into ``args.output`` with a progress bar."""
+    import torch
+
+    # the decoder and the encoder run in their own processes; the stages' many small ops gain nothing from more
+    # intra-op threads and lose a lot when they oversubscribe the cores those processes need
+    torch.set_num_threads(1)
     from coherence.io import probe
     from coherence.pipeline import Pipeline
 
@@ -149,23 +164,14 @@ def _add_smooth_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="default", help="light, default or strong (default: default)")
     p.add_argument("--strength", type=float, default=1.0, help="0..1, how much is corrected (default 1)")
     p.add_argument("--radius", type=int, help="exposure window in frames on each side (default: the preset's)")
-    p.add_argument("--flow", default="dis", help="optical flow backend: dis, farneback, raft-small, raft-large")
     p.add_argument("--flow-weights", type=Path, help="local weights file for a RAFT backend")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    rate = p.add_mutually_exclusive_group()
-    rate.add_argument("--to-fps", help="then interpolate to this frame rate in the same pass (e.g. 24)")
-    rate.add_argument("--factor", type=int, help="then multiply the frame rate by this whole number")
+    _add_motion_options(p, rate_help="then interpolate to this rate in the same pass")
     p.set_defaults(func=_cmd_smooth)
 
 
 def _cmd_smooth(args: argparse.Namespace) -> int:
-    import torch
-
     from coherence.smooth import Smoother
 
-    # the decoder and the encoder run in their own processes; the smoother's many small ops gain nothing from
-    # more intra-op threads and lose a lot when they oversubscribe the cores those processes need
-    torch.set_num_threads(1)
     stages: list[Any] = [Smoother(preset=args.preset, strength=args.strength, radius=args.radius, flow=args.flow,
                                   flow_weights=args.flow_weights, device=args.device)]
     if args.to_fps or args.factor:
@@ -186,23 +192,16 @@ def _add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
                     "(GIF exports) are re-timed as one image, so motion stays smooth. Audio is copied.")
     p.add_argument("input", type=Path, help="video file or folder of images")
     _add_io_options(p)
-    rate = p.add_mutually_exclusive_group()
-    rate.add_argument("--factor", type=int, help="multiply the frame rate by this whole number (2, 4...)")
-    rate.add_argument("--to-fps", help="output frame rate, e.g. 24, 30 or 30000/1001")
     p.add_argument("--preset", help="generator preset: its target rate (unless --factor/--to-fps) and smoothing "
                                     "strength (modelscope, zeroscope, animatediff, cogvideox, wan)")
-    p.add_argument("--flow", default="dis", help="optical flow backend (default dis)")
-    p.add_argument("--device", default="cpu", help="torch device for warping, e.g. cuda")
+    _add_motion_options(p, rate_help="output frame rate")
     p.set_defaults(func=_cmd_interpolate)
 
 
 def _cmd_interpolate(args: argparse.Namespace) -> int:
-    import torch
-
     from coherence.errors import ConfigError
     from coherence.interpolate import Interpolator, get_preset
 
-    torch.set_num_threads(1)  # as for smooth: the decoder and encoder processes need the other cores
     stages: list[Any] = []
     to_fps = args.to_fps
     if args.preset:
