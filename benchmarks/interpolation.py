@@ -1,8 +1,9 @@
 """Frame-rate doubling on real clips, ours against ffmpeg in the same run (the Vimeo90K / RIFE protocol).
 
 Keep the even frames of a clip, interpolate ×2, and compare the odd output frames with the held-out odd frames
-(PSNR, and SSIM with an 11-pixel Gaussian window, on 8-bit levels). Every odd frame that has a kept frame on
-both sides is scored, those next to a scene cut included (each method handles cuts its own way).
+(PSNR, and SSIM with an 11-pixel Gaussian window, on 8-bit levels; every method gets the kept frames at 8-bit
+levels). Every odd frame that has a kept frame on both sides is scored, those next to a scene cut included
+(each method handles cuts its own way).
 
 Methods: ``repeat`` (the previous kept frame), ffmpeg ``framerate`` (blending), ffmpeg ``minterpolate``
 (motion-compensated, OBMC, bidirectional, variable-size blocks) and ours (:class:`coherence.interpolate.
@@ -130,8 +131,11 @@ def startup_seconds(repeat: int = 3) -> float:
 
 def clip_rows(name: str, frames: torch.Tensor, fps: Fraction, folder: Path, *, cli: bool = True,
               repeat: int = 1) -> list[Row]:
-    """Every method on one clip ``(T, 3, H, W)`` float32 in [0, 1] at ``fps``; timings fastest of ``repeat``."""
-    kept = frames[0::2]
+    """Every method on one clip ``(T, 3, H, W)`` float32 in [0, 1] at ``fps``; timings fastest of ``repeat``.
+
+    Every method gets the kept frames at 8-bit levels, as ffmpeg and the CLI do (a resized clip is not).
+    """
+    kept = quantise(frames[0::2])
     kept_fps = fps / 2
     k = kept.shape[0]
     rows = []
