@@ -2,8 +2,9 @@
 
 For each frame ``t`` (all inside its scene; nothing crosses a cut):
 
-1. **Flow, once per consecutive pair**, forward and backward, at half resolution (DIS by default). Every other
-   flow is a composition of these, at the resolution where it is used.
+1. **Flow, once per consecutive pair**, forward and backward, at half resolution (DIS by default), on frames
+   divided by their own local mean (:func:`flow_image`) so that the flicker does not break brightness constancy.
+   Every other flow is a composition of these, at the resolution where it is used.
 2. **Illumination and colour** (:mod:`coherence.deflicker`): on ~64-pixel log thumbnails, the frame is compared
    with its neighbours ``t - radius .. t + radius`` aligned by composed flows; the occlusion- and
    outlier-weighted mean log ratio, smoothed spatially, is the correction. Its error shrinks like
@@ -13,11 +14,17 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
    occluded (forward-backward and motion-boundary tests) or where the aligned neighbour differs from ``t``
    by more than the clip's own noise floor (a temporal bilateral weight, as in the patch weights of
    non-local means, Buades et al. 2005, and the guided window blending of FastBlend, Duan et al. 2023).
+4. **Recursion** (:func:`accumulate`): the previous output, warped onto ``t``, is blended into that average
+   with the same occlusion and (tighter) difference gate, weighted by how many frames it already stands for,
+   up to ``memory``: on static and consistently tracked regions the temporal support grows from the window's
+   three frames to about ``memory``, which is what brings the warping error down; where the gate closes (a
+   moving object uncovered, a flow error) it restarts from the window.
 
-Frame ``t`` always carries weight 1 and neighbours are aligned onto it, so motion is neither lagged nor
-averaged away, and a still clip stays as sharp as it was. The flip side: frame ``t``'s own geometry is kept, so
-a global sub-pixel jitter is not undone (only its texture noise is averaged). Memory holds
-``radius + neighbours`` frames ahead.
+Frame ``t`` always carries weight 1, neighbours and the previous output are aligned onto it, and whatever
+differs from it by more than the noise is not averaged in, so motion is neither lagged nor averaged away, and
+a still clip stays as sharp as it was. The flip side: frame ``t``'s own geometry is kept, so a global sub-pixel
+jitter is not undone (only its texture noise is averaged). Memory holds ``radius + neighbours`` frames ahead
+and one output behind.
 """
 
 from __future__ import annotations
@@ -29,8 +36,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import cast
 
-import cv2
-import numpy as np
 import torch
 
 from coherence.clip import parse_fps
@@ -38,9 +43,12 @@ from coherence.deflicker import (
     aligned_ratios,
     apply_correction,
     correction_field,
+    flow_image,
     log_thumbnail,
     resize,
+    scale_flow,
     thumb_size,
+    warp_full,
     window_flows,
 )
 from coherence.errors import ConfigError, InputError
@@ -55,56 +63,24 @@ _MIN_SCALE, _MAX_SCALE = 1.0 / 255, 20.0 / 255
 # the flow is estimated on at least this long a side (unless the frame is smaller)
 _MIN_FLOW_SIDE = 160
 
-_GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+# the recursive step's difference gate, relative to the window's: the aligned previous output may weigh up to
+# `memory` frames where a window neighbour weighs one, so an alignment error that slips through costs more
+_RECURSIVE_SPREAD = 0.75
 
-
-def scale_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resample a ``(N, 2, h, w)`` flow onto a ``size = (H, W)`` grid and rescale its vectors.
-
-    Pixel centres follow the area down-sampling that made the grids (``align_corners=False``); shrinking
-    averages the vectors (area), growing interpolates them (bilinear).
-    """
-    h, w = flow.shape[-2:]
-    if (h, w) == tuple(size):
-        return flow
-    out = resize(flow, size, mode="area" if size[0] <= h and size[1] <= w else "bilinear")
-    factor = torch.tensor([size[1] / w, size[0] / h], dtype=flow.dtype, device=flow.device).view(1, 2, 1, 1)
-    return out * factor
-
-
-def warp_full(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Warp a full-resolution frame by a lower-resolution flow (the :func:`coherence.flow.ops.warp` convention).
-
-    On the CPU, OpenCV's ``remap`` does the sampling (about four times faster than ``grid_sample`` there);
-    elsewhere ``grid_sample`` does.
-
-    Args:
-        image: ``(3, H, W)`` float32.
-        flow: ``(1, 2, h, w)`` flow in pixels of its own grid.
-
-    Returns:
-        ``(3, H, W)`` float32, ``image`` sampled at ``p + flow(p)`` with border replication.
-    """
-    h, w = image.shape[-2:]
-    full = scale_flow(flow, (h, w))
-    if image.device.type != "cpu":
-        return warp(image[None], full)[0]
-    grid = _GRIDS.get((h, w))
-    if grid is None:
-        grid = tuple(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
-        _GRIDS.clear()
-        _GRIDS[(h, w)] = grid
-    flow_np = full[0].numpy()
-    map_x, map_y = grid[0] + flow_np[0], grid[1] + flow_np[1]
-    planes = image.contiguous().numpy()
-    out = np.empty_like(planes)
-    for c in range(planes.shape[0]):
-        cv2.remap(planes[c], map_x, map_y, cv2.INTER_LINEAR, dst=out[c], borderMode=cv2.BORDER_REPLICATE)
-    return torch.from_numpy(out)
+def _bilateral(frame: torch.Tensor, warped: torch.Tensor, valid: torch.Tensor, spread: float) -> torch.Tensor:
+    """``valid * exp(-(d / h)²)`` on ``valid``'s grid; ``d`` is the area-averaged channel-mean absolute difference
+    of each ``(K, 3, H, W)`` aligned image to the ``(3, H, W)`` frame and ``h = spread * median(d)`` over the
+    valid cells (the clip's own noise floor), bounded to 1..20 levels of 8 bits."""
+    diff = (warped - frame[None]).abs_().mean(1, keepdim=True)
+    diff = resize(diff, tuple(valid.shape[-2:]), mode="area")
+    inside = valid > 0.5
+    floor = diff[inside].median() if bool(inside.any()) else diff.median()
+    scale = (spread * floor).clamp(_MIN_SCALE, _MAX_SCALE)
+    return valid * torch.exp(-(diff / scale).square())
 
 
 def fuse(frame: torch.Tensor, warped: torch.Tensor, valid: torch.Tensor, *, spread: float,
-         strength: float = 1.0) -> torch.Tensor:
+         strength: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Average a frame with its aligned neighbours under occlusion- and difference-aware weights.
 
     A neighbour's weight at ``p`` is ``valid(p) * exp(-(d(p) / h)²)`` where ``d`` is the channel-mean absolute
@@ -120,17 +96,46 @@ def fuse(frame: torch.Tensor, warped: torch.Tensor, valid: torch.Tensor, *, spre
         strength: scales every neighbour weight (0 returns ``frame``).
 
     Returns:
-        ``(3, H, W)`` float32 in [0, 1].
+        ``(out, support)``: ``(3, H, W)`` float32 in [0, 1], and the ``(1, h, w)`` sum of the weights (frame
+        included) on ``valid``'s grid, the number of frames ``out`` effectively averages.
     """
-    diff = (warped - frame[None]).abs_().mean(1, keepdim=True)
-    diff = resize(diff, tuple(valid.shape[-2:]), mode="area")
-    inside = valid > 0.5
-    floor = diff[inside].median() if bool(inside.any()) else diff.median()
-    scale = (spread * floor).clamp(_MIN_SCALE, _MAX_SCALE)
-    weight = valid * torch.exp(-(diff / scale).square()) * strength
-    weight = resize(weight, tuple(frame.shape[-2:]), mode="bilinear")
-    total = (warped * weight).sum(0).add_(frame)
-    return total.div_(weight.sum(0).add_(1.0)).clamp_(0.0, 1.0)
+    weight = _bilateral(frame, warped, valid, spread) * strength
+    full = resize(weight, tuple(frame.shape[-2:]), mode="bilinear")
+    total = (warped * full).sum(0).add_(frame)
+    return total.div_(full.sum(0).add_(1.0)).clamp_(0.0, 1.0), weight.sum(0).add_(1.0)
+
+
+def accumulate(current: torch.Tensor, support: torch.Tensor, previous: torch.Tensor, prior: torch.Tensor,
+               valid: torch.Tensor, *, spread: float, cap: float,
+               strength: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blend the previous output, aligned onto frame ``t``, into frame ``t``'s windowed average (recursive step).
+
+    A per-pixel Kalman-style running mean: the aligned previous output counts as ``min(prior, cap)`` frames
+    times the same occlusion and temporal-bilateral weight as :func:`fuse` (so it vanishes where the flow is
+    occluded or the aligned output differs from ``current`` by more than the noise floor: nothing trails behind
+    a moving object), and the window's average counts as ``support`` frames. On static and consistently moving
+    regions the effective support grows to ``cap`` frames instead of the window's few, as in recursive
+    motion-compensated video denoising (Dubois and Sabri 1984; the warped previous output of Bonneel et al.
+    2015 and Lai et al. 2018), while the cap keeps a bounded memory so a slow change is followed.
+
+    Args:
+        current: ``(3, H, W)`` float32 in [0, 1], frame ``t``'s windowed average.
+        support: ``(1, h, w)`` frames averaged in ``current``.
+        previous: ``(3, H, W)`` previous output aligned onto frame ``t``.
+        prior: ``(1, h, w)`` the previous output's support aligned onto frame ``t``.
+        valid: ``(1, 1, h, w)`` float mask (1 = the alignment can be trusted).
+        spread: multiple of the noise floor at which the weight falls to ``1/e``.
+        cap: largest support the previous output may carry.
+        strength: scales the previous output's weight (0 returns ``current``).
+
+    Returns:
+        ``(out, support)``: ``(3, H, W)`` float32 in [0, 1] and its ``(1, h, w)`` support.
+    """
+    weight = _bilateral(current, previous[None], valid, spread)[0] * prior.clamp(max=cap) * strength
+    size = tuple(current.shape[-2:])
+    mix = resize((weight / (weight + support))[None], size, mode="bilinear")[0]
+    out = current + (previous - current).mul_(mix)
+    return out.clamp_(0.0, 1.0), support + weight
 
 
 @dataclass(frozen=True)
@@ -142,18 +147,20 @@ class SmoothSettings:
         neighbours: texture window: neighbours on each side averaged at full resolution.
         field_scale: spatial scale of the illumination correction, as a fraction of the frame's long side.
         spread: how far above the clip's noise floor an aligned neighbour may differ and still be averaged.
+        memory: most frames the aligned previous output may stand for (0 turns the recursion off).
     """
 
     radius: int
     neighbours: int
     field_scale: float
     spread: float
+    memory: float
 
 
 SMOOTH_PRESETS: dict[str, SmoothSettings] = {
-    "light": SmoothSettings(radius=6, neighbours=1, field_scale=0.06, spread=1.5),
-    "default": SmoothSettings(radius=12, neighbours=1, field_scale=0.05, spread=2.0),
-    "strong": SmoothSettings(radius=16, neighbours=2, field_scale=0.05, spread=2.5),
+    "light": SmoothSettings(radius=6, neighbours=1, field_scale=0.06, spread=1.5, memory=3.0),
+    "default": SmoothSettings(radius=12, neighbours=1, field_scale=0.05, spread=2.0, memory=5.0),
+    "strong": SmoothSettings(radius=16, neighbours=2, field_scale=0.05, spread=2.5, memory=8.0),
 }
 
 
@@ -163,7 +170,7 @@ class _Record:
 
     frame: torch.Tensor  # (3, H, W) input
     scene: int
-    half: torch.Tensor  # (1, 3, h2, w2) flow resolution
+    half: torch.Tensor  # (1, 3, h2, w2) what the flow sees (flow_image), flow resolution
     thumb: tuple[torch.Tensor, torch.Tensor]  # log thumbnail, usable mask
     to_next: torch.Tensor | None = None  # flow(t, t+1), half resolution
     to_prev: torch.Tensor | None = None  # flow(t, t-1), half resolution
@@ -180,6 +187,7 @@ class Smoother:
         strength: 0..1, how much of the correction and of the averaging is applied (0 returns the input).
         radius: override the preset's illumination window (frames on each side).
         neighbours: override the preset's texture window (frames on each side, 0 turns it off).
+        memory: override the preset's cap on the frames the recursive step carries (0 turns it off).
         flow: flow backend name or instance (default DIS ``ultrafast``).
         flow_weights: local weights file for a backend that needs weights (RAFT).
         flow_scale: resolution of the flow estimate, as a fraction of the frame size.
@@ -189,7 +197,7 @@ class Smoother:
     name = "smooth"
 
     def __init__(self, *, preset: str = "default", strength: float = 1.0, radius: int | None = None,
-                 neighbours: int | None = None, flow: str | FlowEstimator = "dis",
+                 neighbours: int | None = None, memory: float | None = None, flow: str | FlowEstimator = "dis",
                  flow_weights: str | Path | None = None, flow_scale: float = 0.5,
                  device: str | torch.device = "cpu") -> None:
         if preset not in SMOOTH_PRESETS:
@@ -200,7 +208,10 @@ class Smoother:
         self.settings = SmoothSettings(
             radius=settings.radius if radius is None else radius,
             neighbours=settings.neighbours if neighbours is None else neighbours,
-            field_scale=settings.field_scale, spread=settings.spread)
+            field_scale=settings.field_scale, spread=settings.spread,
+            memory=settings.memory if memory is None else memory)
+        if not 0.0 <= self.settings.memory <= 64.0:
+            raise ConfigError(f"memory must be in 0..64 frames, got {self.settings.memory}")
         if not 0 <= self.settings.radius <= 64 or not 0 <= self.settings.neighbours <= 4:
             raise ConfigError(f"radius must be in 0..64 and neighbours in 0..4, got {self.settings.radius} and "
                               f"{self.settings.neighbours}")
@@ -256,6 +267,8 @@ class _Run:
         self.next_correct = 0
         self.next_out = 0
         self.size: tuple[int, int] | None = None
+        # the last output, its support and its index, for the recursive step
+        self.previous: tuple[int, torch.Tensor, torch.Tensor] | None = None
 
     def process(self, frames: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
         scene = 0
@@ -289,7 +302,7 @@ class _Run:
         # small frames keep enough pixels for the flow to resolve their motion
         scale = max(self.s.flow_scale, min(1.0, _MIN_FLOW_SIDE / max(h, w)))
         half_size = (max(8, round(h * scale)), max(8, round(w * scale)))
-        half = resize(frame[None], half_size, mode="area")
+        half = flow_image(resize(frame[None], half_size, mode="area"))
         return _Record(frame=frame, scene=scene, half=half, thumb=log_thumbnail(frame, thumb_size(h, w)))
 
     def _link(self, a: _Record, b: _Record) -> None:
@@ -339,16 +352,35 @@ class _Run:
 
     def _output(self, t: int) -> torch.Tensor:
         record = self.records[t]
+        settings = self.s.settings
         base = cast(torch.Tensor, record.corrected)
         warped, valid = [], []
+        to_prev_valid = None
         for direction in (1, -1):
-            for s, to_s, from_s in self._chain(t, self.s.settings.neighbours, direction, thumb=False):
+            for s, to_s, from_s in self._chain(t, settings.neighbours, direction, thumb=False):
                 warped.append(warp_full(cast(torch.Tensor, self.records[s].corrected), to_s))
                 valid.append(1.0 - occlusion_mask(to_s, from_s))
-        if not warped:
-            return base
-        return fuse(base, torch.stack(warped), torch.cat(valid), spread=self.s.settings.spread,
-                    strength=self.s.strength)
+                if s == t - 1:
+                    to_prev_valid = valid[-1]
+        if warped:
+            out, support = fuse(base, torch.stack(warped), torch.cat(valid), spread=settings.spread,
+                                strength=self.s.strength)
+        else:
+            grid = record.half.shape[-2:] if record.to_prev is None else record.to_prev.shape[-2:]
+            out, support = base, torch.ones(1, *grid, dtype=base.dtype, device=base.device)
+        previous, self.previous = self.previous, None
+        prev_record = self.records.get(t - 1)
+        if (settings.memory > 0 and previous is not None and previous[0] == t - 1 and record.to_prev is not None
+                and prev_record is not None and prev_record.to_next is not None):
+            if to_prev_valid is None:
+                to_prev_valid = 1.0 - occlusion_mask(record.to_prev, prev_record.to_next)
+            # bicubic: the previous output is resampled again every frame, bilinear would blur it cumulatively
+            aligned = warp_full(previous[1], record.to_prev, cubic=True)
+            prior = warp(previous[2][None], record.to_prev)[0]
+            out, support = accumulate(out, support, aligned, prior, to_prev_valid, cap=settings.memory,
+                                      spread=settings.spread * _RECURSIVE_SPREAD, strength=self.s.strength)
+        self.previous = (t, out, support)
+        return out
 
     def _drain(self, *, finished: bool) -> Iterator[torch.Tensor]:
         settings = self.s.settings
@@ -362,7 +394,7 @@ class _Run:
                 break
             yield self._output(t)
             self.next_out += 1
-            keep_from = min(self.next_correct - settings.radius, self.next_out - settings.neighbours)
+            keep_from = min(self.next_correct - settings.radius, self.next_out - max(1, settings.neighbours))
             for old in [i for i in self.records if i < keep_from]:
                 del self.records[old]
 
