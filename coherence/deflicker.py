@@ -93,9 +93,20 @@ def _gaussian_kernel(sigma: float, device: torch.device, dtype: torch.dtype) -> 
 
 
 def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``(N, C, h, w)`` thumbnails with reflected borders (sigma in pixels)."""
+    """Separable Gaussian blur of ``(N, C, h, w)`` thumbnails with replicated borders (sigma in pixels).
+
+    On the CPU, OpenCV's ``sepFilter2D`` applies the same kernel plane by plane (several times faster than
+    ``conv2d`` on these small planes).
+    """
     kernel = _gaussian_kernel(sigma, images.device, images.dtype)
     n, c, h, w = images.shape
+    if images.device.type == "cpu":
+        taps = kernel.numpy()
+        planes = images.detach().reshape(n * c, h, w).contiguous().numpy()
+        out = np.empty_like(planes)
+        for i in range(n * c):
+            cv2.sepFilter2D(planes[i], -1, taps, taps, dst=out[i], borderType=cv2.BORDER_REPLICATE)
+        return torch.from_numpy(out).reshape(n, c, h, w)
     radius = kernel.numel() // 2
     flat = images.reshape(n * c, 1, h, w)
     flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))

@@ -30,12 +30,14 @@ and one output behind.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import cast
 
+import cv2
+import numpy as np
 import torch
 
 from coherence.clip import parse_fps
@@ -67,19 +69,36 @@ _MIN_FLOW_SIDE = 160
 # `memory` frames where a window neighbour weighs one, so an alignment error that slips through costs more
 _RECURSIVE_SPREAD = 0.75
 
-def _bilateral(frame: torch.Tensor, warped: torch.Tensor, valid: torch.Tensor, spread: float) -> torch.Tensor:
+def _mean_abs_diff(frame: torch.Tensor, warped: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    """Channel-mean absolute difference of each of ``K`` ``(3, H, W)`` images to the ``(3, H, W)`` frame,
+    area-averaged onto ``size``: ``(K, 1, h, w)``. OpenCV's ``absdiff`` on the CPU (the full-size pass is the
+    costly part)."""
+    if frame.device.type != "cpu":
+        return resize((torch.stack(list(warped)) - frame[None]).abs_().mean(1, keepdim=True), size, mode="area")
+    planes = frame.contiguous().numpy()
+    out = np.empty((len(warped), 1, *size), dtype=np.float32)
+    total, part = np.empty_like(planes[0]), np.empty_like(planes[0])
+    for k, image in enumerate(warped):
+        channels = image.contiguous().numpy()
+        cv2.absdiff(channels[0], planes[0], dst=total)
+        for c in range(1, planes.shape[0]):
+            cv2.add(total, cv2.absdiff(channels[c], planes[c], dst=part), dst=total)
+        cv2.resize(total, (size[1], size[0]), dst=out[k, 0], interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(out).div_(planes.shape[0])
+
+
+def _bilateral(frame: torch.Tensor, warped: Sequence[torch.Tensor], valid: torch.Tensor, spread: float) -> torch.Tensor:
     """``valid * exp(-(d / h)²)`` on ``valid``'s grid; ``d`` is the area-averaged channel-mean absolute difference
-    of each ``(K, 3, H, W)`` aligned image to the ``(3, H, W)`` frame and ``h = spread * median(d)`` over the
+    of each of ``K`` ``(3, H, W)`` aligned images to the ``(3, H, W)`` frame and ``h = spread * median(d)`` over the
     valid cells (the clip's own noise floor), bounded to 1..20 levels of 8 bits."""
-    diff = (warped - frame[None]).abs_().mean(1, keepdim=True)
-    diff = resize(diff, tuple(valid.shape[-2:]), mode="area")
+    diff = _mean_abs_diff(frame, warped, tuple(valid.shape[-2:]))
     inside = valid > 0.5
     floor = diff[inside].median() if bool(inside.any()) else diff.median()
     scale = (spread * floor).clamp(_MIN_SCALE, _MAX_SCALE)
     return valid * torch.exp(-(diff / scale).square())
 
 
-def fuse(frame: torch.Tensor, warped: torch.Tensor, valid: torch.Tensor, *, spread: float,
+def fuse(frame: torch.Tensor, warped: Sequence[torch.Tensor], valid: torch.Tensor, *, spread: float,
          strength: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Average a frame with its aligned neighbours under occlusion- and difference-aware weights.
 
@@ -90,7 +109,7 @@ def fuse(frame: torch.Tensor, warped: torch.Tensor, valid: torch.Tensor, *, spre
 
     Args:
         frame: ``(3, H, W)`` float32 in [0, 1].
-        warped: ``(K, 3, H, W)`` neighbours aligned onto ``frame``.
+        warped: ``K`` ``(3, H, W)`` neighbours aligned onto ``frame`` (a list or a ``(K, 3, H, W)`` tensor).
         valid: ``(K, 1, h, w)`` float mask (1 = the alignment can be trusted), on a coarser grid.
         spread: multiple of the noise floor at which a weight falls to ``1/e``.
         strength: scales every neighbour weight (0 returns ``frame``).
@@ -101,8 +120,10 @@ def fuse(frame: torch.Tensor, warped: torch.Tensor, valid: torch.Tensor, *, spre
     """
     weight = _bilateral(frame, warped, valid, spread) * strength
     full = resize(weight, tuple(frame.shape[-2:]), mode="bilinear")
-    total = (warped * full).sum(0).add_(frame)
-    return total.div_(full.sum(0).add_(1.0)).clamp_(0.0, 1.0), weight.sum(0).add_(1.0)
+    total, norm = frame.clone(), full.sum(0).add_(1.0)
+    for image, w in zip(warped, full, strict=True):
+        total.addcmul_(image, w)
+    return total.div_(norm).clamp_(0.0, 1.0), weight.sum(0).add_(1.0)
 
 
 def accumulate(current: torch.Tensor, support: torch.Tensor, previous: torch.Tensor, prior: torch.Tensor,
@@ -131,7 +152,7 @@ def accumulate(current: torch.Tensor, support: torch.Tensor, previous: torch.Ten
     Returns:
         ``(out, support)``: ``(3, H, W)`` float32 in [0, 1] and its ``(1, h, w)`` support.
     """
-    weight = _bilateral(current, previous[None], valid, spread)[0] * prior.clamp(max=cap) * strength
+    weight = _bilateral(current, [previous], valid, spread)[0] * prior.clamp(max=cap) * strength
     size = tuple(current.shape[-2:])
     mix = resize((weight / (weight + support))[None], size, mode="bilinear")[0]
     out = current + (previous - current).mul_(mix)
@@ -363,7 +384,7 @@ class _Run:
                 if s == t - 1:
                     to_prev_valid = valid[-1]
         if warped:
-            out, support = fuse(base, torch.stack(warped), torch.cat(valid), spread=settings.spread,
+            out, support = fuse(base, warped, torch.cat(valid), spread=settings.spread,
                                 strength=self.s.strength)
         else:
             grid = record.half.shape[-2:] if record.to_prev is None else record.to_prev.shape[-2:]
