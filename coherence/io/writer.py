@@ -62,13 +62,11 @@ def _codec_options(kind: str, width: int, height: int, quality: int | None, loss
     if odd and kind in (".mp4", ".mov", ".m4v", ".mkv", ".webm") and not lossless:
         log.warning("odd frame size %dx%d: writing 4:4:4 chroma so that no pixel is cropped (some players need "
                     "even sizes)", width, height)
+    h264 = {"vcodec": "libx264", "pix_fmt": chroma, "crf": 18 if quality is None else quality, "preset": X264_PRESET}
     if kind in (".mp4", ".mov", ".m4v"):
-        return {"vcodec": "libx264", "pix_fmt": chroma, "crf": 18 if quality is None else quality,
-                "preset": X264_PRESET, "movflags": "+faststart"}
+        return {**h264, "movflags": "+faststart"}
     if kind == ".mkv":
-        if lossless:
-            return {"vcodec": "ffv1", "pix_fmt": "bgr0", "level": 3}
-        return {"vcodec": "libx264", "pix_fmt": chroma, "crf": 18 if quality is None else quality, "preset": X264_PRESET}
+        return {"vcodec": "ffv1", "pix_fmt": "bgr0", "level": 3} if lossless else h264
     if kind == ".webm":
         return {"vcodec": "libvpx-vp9", "pix_fmt": chroma, "crf": 30 if quality is None else quality, "b:v": 0,
                 "row-mt": 1, "deadline": "good", "cpu-used": 4}
