@@ -13,9 +13,12 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from coherence.errors import CoherenceError
+
+if TYPE_CHECKING:
+    from coherence.pipeline import Pipeline
 
 EXIT_CODES = """exit codes:
   0   success
@@ -91,7 +94,7 @@ def _add_motion_options(p: argparse.ArgumentParser, *, rate_help: str) -> None:
     rate.add_argument("--factor", type=int, help="multiply the frame rate by this whole number (2, 4...)")
 
 
-def _run_pipeline(args: argparse.Namespace, stages: list[Any], desc: str) -> int:
+def _run_pipeline(args: argparse.Namespace, pipeline: Pipeline, desc: str) -> int:
     """Stream ``args.input`` through ``stages`` into ``args.output`` with a progress bar."""
     import torch
 
@@ -99,10 +102,8 @@ def _run_pipeline(args: argparse.Namespace, stages: list[Any], desc: str) -> int
     # intra-op threads and lose a lot when they oversubscribe the cores those processes need
     torch.set_num_threads(1)
     from coherence.io import probe
-    from coherence.pipeline import Pipeline
 
     info = probe(args.input, fps=args.fps)
-    pipeline = Pipeline(stages)
     total = pipeline.expected_frames(info.frames, info.fps)
     with ProgressCounter(total=total, desc=desc, args=args) as counter:
         result = pipeline.run(info, args.output, quality=args.quality, lossless=args.lossless, on_frame=counter)
@@ -146,10 +147,10 @@ def _add_convert_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from coherence.pipeline import Pipeline
     from coherence.resize import Resize
 
-    stages = [Resize(max_side=args.max_size)] if args.max_size else []
-    return _run_pipeline(args, stages, "convert")
+    return _run_pipeline(args, Pipeline([Resize(max_side=args.max_size)] if args.max_size else []), "convert")
 
 
 # -- smooth ---------------------------------------------------------------------------------------------------
@@ -170,15 +171,12 @@ def _add_smooth_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_smooth(args: argparse.Namespace) -> int:
-    from coherence.smooth import Smoother
+    from coherence.pipeline import Pipeline
 
-    stages: list[Any] = [Smoother(preset=args.preset, strength=args.strength, radius=args.radius, flow=args.flow,
-                                  flow_weights=args.flow_weights, device=args.device)]
-    if args.to_fps or args.factor:
-        from coherence.interpolate import Interpolator
-
-        stages.append(Interpolator(factor=args.factor, to_fps=args.to_fps, flow=args.flow, device=args.device))
-    return _run_pipeline(args, stages, "smooth")
+    pipeline = Pipeline.from_options(smooth=True, smooth_preset=args.preset, strength=args.strength,
+                                     radius=args.radius, factor=args.factor, to_fps=args.to_fps, flow=args.flow,
+                                     flow_weights=args.flow_weights, device=args.device)
+    return _run_pipeline(args, pipeline, "smooth")
 
 
 # -- interpolate ----------------------------------------------------------------------------------------------
@@ -200,22 +198,13 @@ def _add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_interpolate(args: argparse.Namespace) -> int:
     from coherence.errors import ConfigError
-    from coherence.interpolate import Interpolator, get_preset
+    from coherence.pipeline import Pipeline
 
-    stages: list[Any] = []
-    to_fps = args.to_fps
-    if args.preset:
-        preset = get_preset(args.preset)
-        if args.factor is None and to_fps is None:
-            to_fps = preset.target_fps
-        if preset.smoothing > 0:
-            from coherence.smooth import Smoother
-
-            stages.append(Smoother(strength=preset.smoothing, device=args.device))
-    if args.factor is None and to_fps is None:
+    if args.factor is None and args.to_fps is None and args.preset is None:
         raise ConfigError("give --factor, --to-fps or --preset")
-    stages.append(Interpolator(factor=args.factor, to_fps=to_fps, flow=args.flow, device=args.device))
-    return _run_pipeline(args, stages, "interpolate")
+    pipeline = Pipeline.from_options(factor=args.factor, to_fps=args.to_fps, generator=args.preset, flow=args.flow,
+                                     device=args.device)
+    return _run_pipeline(args, pipeline, "interpolate")
 
 
 # -- demo -----------------------------------------------------------------------------------------------------
@@ -420,6 +409,7 @@ def _add_generate_parser(sub: argparse._SubParsersAction) -> None:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from coherence.io import write_clip
     from coherence.latent import LatentBlender
+    from coherence.pipeline import Pipeline
     from generators import get_generator
 
     size = _parse_size(args.size) if args.size else None
@@ -446,19 +436,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         call["size"] = size
     result = generator.generate(args.prompt, **call)
     clip = result.clip
-    stages: list[Any] = []
-    if args.smooth:
-        from coherence.smooth import Smoother
-
-        stages.append(Smoother())
-    if args.to_fps:
-        from coherence.interpolate import Interpolator
-
-        stages.append(Interpolator(to_fps=args.to_fps))
-    if stages:
-        from coherence.pipeline import Pipeline
-
-        clip = Pipeline(stages).process_clip(clip)
+    pipeline = Pipeline.from_options(smooth=args.smooth, to_fps=args.to_fps, device=args.device)
+    if pipeline.stages:
+        clip = pipeline.process_clip(clip)
     write_clip(clip, args.output)
     _say(args, f"wrote {args.output} ({clip.frames.shape[0]} frames at {clip.fps} fps)")
     if args.ground_truth is not None:

@@ -45,6 +45,40 @@ class Pipeline:
 
     stages: Sequence[Stage] = field(default_factory=list)
 
+    @classmethod
+    def from_options(cls, *, smooth: bool = False, smooth_preset: str = "default", strength: float = 1.0,
+                     radius: int | None = None, factor: int | None = None, to_fps: str | Fraction | None = None,
+                     generator: str | None = None, flow: str = "dis", flow_weights: str | Path | None = None,
+                     device: str = "cpu") -> Pipeline:
+        """The pipeline that the CLI's options describe: smoothing, then interpolation.
+
+        Args:
+            smooth: run a :class:`~coherence.smooth.Smoother` with ``smooth_preset``, ``strength``, ``radius``.
+            factor, to_fps: then interpolate by an integer factor or to a rate (at most one of them).
+            generator: a generator preset of :data:`~coherence.interpolate.INTERPOLATION_PRESETS`: its target rate
+                when neither ``factor`` nor ``to_fps`` is given, and its smoothing strength when ``smooth`` is off.
+            flow, flow_weights, device: the flow backend (and its weights file) and the torch device of every stage.
+        """
+        if generator is not None:
+            from coherence.interpolate import get_preset
+
+            preset = get_preset(generator)
+            if factor is None and to_fps is None:
+                to_fps = preset.target_fps
+            if not smooth and preset.smoothing > 0:
+                smooth, strength = True, preset.smoothing
+        stages: list[Stage] = []
+        if smooth:
+            from coherence.smooth import Smoother
+
+            stages.append(Smoother(preset=smooth_preset, strength=strength, radius=radius, flow=flow,
+                                   flow_weights=flow_weights, device=device))
+        if factor is not None or to_fps is not None:
+            from coherence.interpolate import Interpolator
+
+            stages.append(Interpolator(factor=factor, to_fps=to_fps, flow=flow, device=device))
+        return cls(stages)
+
     def output_fps(self, fps: Fraction) -> Fraction:
         """Output rate for an input at ``fps``."""
         for stage in self.stages:

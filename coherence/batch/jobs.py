@@ -20,6 +20,7 @@ from typing import Any
 from coherence.errors import CoherenceError, ConfigError, DependencyError, InputError, OutputError
 from coherence.io.probe import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from coherence.io.writer import VIDEO_FORMATS
+from coherence.pipeline import Pipeline
 from coherence.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -79,17 +80,8 @@ class BatchOptions:
 
     def build_stages(self) -> list[Stage]:
         """The stages of the pipeline, built in the process that runs them (they hold flow estimators)."""
-        stages: list[Stage] = []
-        if self.smooth:
-            from coherence.smooth import Smoother
-
-            stages.append(Smoother(device=self.device))
-        if self.interpolates:
-            from coherence.interpolate import Interpolator
-
-            stages.append(Interpolator(factor=self.interpolate_factor, to_fps=self.interpolate_fps,
-                                       device=self.device))
-        return stages
+        return list(Pipeline.from_options(smooth=self.smooth, factor=self.interpolate_factor,
+                                          to_fps=self.interpolate_fps, device=self.device).stages)
 
 
 @dataclass(frozen=True)
@@ -265,7 +257,6 @@ def run_job(job: Job) -> dict[str, Any]:
     failure ``error`` (one sentence) and ``error_kind``.
     """
     from coherence.io import probe
-    from coherence.pipeline import Pipeline
 
     start, cpu_start = time.perf_counter(), time.process_time()
     record = base_record(job)
