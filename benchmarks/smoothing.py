@@ -38,6 +38,7 @@ from benchmarks.ffmpeg_filters import apply_ffmpeg_filter
 from coherence.clip import Clip
 from coherence.io import write_clip
 from coherence.io.ffmpeg import ffmpeg_exe
+from coherence.io.writer import X264_PRESET
 from coherence.metrics.base import consecutive_flows
 from coherence.metrics.warping import warping_error
 from coherence.smooth import SMOOTH_PRESETS, smooth
@@ -52,7 +53,7 @@ FFMPEG_CHAINS = {
     "ffmpeg-deflicker9-atadenoise": "deflicker=size=9:mode=am,atadenoise",
 }
 # same encoder as coherence's writer for .mp4, so the speed comparison differs only in the filtering
-ENCODE = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-preset", "medium"]
+ENCODE = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-preset", X264_PRESET]
 
 
 @dataclass(frozen=True)
