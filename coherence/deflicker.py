@@ -13,7 +13,7 @@ nothing lags and nothing accumulates.
 
 Everything here runs on thumbnails (a long side of about 64 pixels): flows are composed there cheaply, and
 the area averaging removes the noise that would bias the log ratios. The module also holds the resampling
-helpers that the texture stage of :mod:`coherence.smooth` shares (``resize``, ``scale_flow``, ``warp_full``)
+helpers that the texture stage of :mod:`coherence.smooth` shares (``resize``, ``warp_full``)
 and what the flow estimator is shown (``flow_image``, normalised against exactly this kind of flicker).
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from coherence.flow.ops import compose_flow, out_of_frame, warp
+from coherence.flow.ops import compose_flow, out_of_frame, resize_flow, warp
 
 # thumbnail long side, in pixels: enough to follow a 4x6 grid of flicker control points, small enough that
 # composing flows over a 17-frame window costs about a millisecond
@@ -229,20 +229,6 @@ def apply_correction(frame: torch.Tensor, correction: torch.Tensor, *, strength:
     return frame.add(EPS).mul_(gain).sub_(EPS).clamp_(0.0, 1.0)
 
 
-def scale_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resample a ``(N, 2, h, w)`` flow onto a ``size = (H, W)`` grid and rescale its vectors.
-
-    Pixel centres follow the area down-sampling that made the grids (``align_corners=False``); shrinking
-    averages the vectors (area), growing interpolates them (bilinear).
-    """
-    h, w = flow.shape[-2:]
-    if (h, w) == tuple(size):
-        return flow
-    out = resize(flow, size, mode="area" if size[0] <= h and size[1] <= w else "bilinear")
-    factor = torch.tensor([size[1] / w, size[0] / h], dtype=flow.dtype, device=flow.device).view(1, 2, 1, 1)
-    return out * factor
-
-
 def flow_image(half: torch.Tensor) -> torch.Tensor:
     """What the flow estimator sees: a ``(1, 3, h, w)`` frame divided by its own Gaussian blur (σ 2% of the
     long side), scaled to mid-grey.
@@ -279,7 +265,7 @@ def warp_full(image: torch.Tensor, flow: torch.Tensor, *, cubic: bool = False) -
         ``(3, H, W)`` float32, ``image`` sampled at ``p + flow(p)`` with border replication.
     """
     h, w = image.shape[-2:]
-    full = scale_flow(flow, (h, w))
+    full = resize_flow(flow, (h, w), align_corners=False)
     if image.device.type != "cpu":
         return warp(image[None], full, mode="bicubic" if cubic else "bilinear")[0]
     grid = _GRIDS.get((h, w))

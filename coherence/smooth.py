@@ -48,14 +48,13 @@ from coherence.deflicker import (
     flow_image,
     log_thumbnail,
     resize,
-    scale_flow,
     thumb_size,
     warp_full,
     window_flows,
 )
 from coherence.errors import ConfigError, InputError
 from coherence.flow import FlowEstimator, get_flow
-from coherence.flow.ops import occlusion_mask, warp
+from coherence.flow.ops import occlusion_mask, resize_flow, warp
 from coherence.scenes import SceneCutDetector
 
 log = logging.getLogger(__name__)
@@ -331,7 +330,8 @@ class _Run:
         flows = self.s.flow(torch.cat([a.half, b.half]), torch.cat([b.half, a.half]))
         a.to_next, b.to_prev = flows[:1], flows[1:]
         size = a.thumb[0].shape[-2:]
-        a.to_next_thumb, b.to_prev_thumb = scale_flow(a.to_next, size), scale_flow(b.to_prev, size)
+        a.to_next_thumb, b.to_prev_thumb = (resize_flow(a.to_next, size, align_corners=False),
+                                                   resize_flow(b.to_prev, size, align_corners=False))
 
     def _sigma(self, record: _Record) -> float:
         return self.s.settings.field_scale * max(record.thumb[0].shape[-2:])

@@ -103,12 +103,15 @@ def occlusion_mask(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tenso
     return occluded.to(forward.dtype)
 
 
-def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_flow(flow: torch.Tensor, size: tuple[int, int], *, align_corners: bool = True) -> torch.Tensor:
     """Resize a flow field to ``size = (H, W)``, scaling the vectors with the grid.
 
     Args:
         flow: ``(N, 2, h, w)`` in pixels of the ``(h, w)`` grid.
         size: target ``(H, W)``.
+        align_corners: ``True``: corner pixel centres coincide (bilinear). ``False``: half-pixel centres, the
+            geometry of grids made by area averaging (thumbnails): shrinking averages the vectors (area),
+            growing interpolates them (bilinear).
 
     Returns:
         ``(N, 2, H, W)`` in pixels of the target grid.
@@ -116,10 +119,16 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     h, w = flow.shape[-2:]
     if (h, w) == tuple(size):
         return flow
-    out = F.interpolate(flow, size=size, mode="bilinear", align_corners=True)
-    scale = torch.tensor([(size[1] - 1) / max(w - 1, 1), (size[0] - 1) / max(h - 1, 1)], dtype=flow.dtype,
-                         device=flow.device)
-    return out * scale.view(1, 2, 1, 1)
+    if align_corners:
+        out = F.interpolate(flow, size=size, mode="bilinear", align_corners=True)
+        sx, sy = (size[1] - 1) / max(w - 1, 1), (size[0] - 1) / max(h - 1, 1)
+    elif size[0] <= h and size[1] <= w:
+        out = F.interpolate(flow, size=size, mode="area")
+        sx, sy = size[1] / w, size[0] / h
+    else:
+        out = F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
+        sx, sy = size[1] / w, size[0] / h
+    return out * torch.tensor([sx, sy], dtype=flow.dtype, device=flow.device).view(1, 2, 1, 1)
 
 
 def compose_flow(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
