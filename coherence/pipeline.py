@@ -17,7 +17,7 @@ import torch
 
 from coherence.clip import Clip, parse_fps
 from coherence.io import VideoInfo, VideoWriter, probe, read_frames
-from coherence.stage import Stage, check_frame_count
+from coherence.stage import Stage, check_frame_count, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,10 @@ class Pipeline:
             factor, to_fps: then interpolate by an integer factor or to a rate (at most one of them).
             generator: a generator preset of :data:`~coherence.interpolate.INTERPOLATION_PRESETS`: its target rate
                 when neither ``factor`` nor ``to_fps`` is given, and its smoothing strength when ``smooth`` is off.
-            flow, flow_weights, device: the flow backend (and its weights file) and the torch device of every stage.
+            flow, flow_weights, device: the flow backend (and its weights file) and the torch device of every stage
+                (``"auto"``: CUDA when available).
         """
+        device = str(resolve_device(device))
         if generator is not None:
             from coherence.interpolate import get_preset
 

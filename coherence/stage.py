@@ -58,3 +58,10 @@ def check_frame_count(stages: Iterable[Stage], frames: int, *, source: str | Pat
         needed = min_frames(stage)
         if frames < needed:
             raise InputError(f"{source}: {stage.name} needs at least {needed} frames, the input has {frames}")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A torch device from a name; ``"auto"`` is CUDA when available, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

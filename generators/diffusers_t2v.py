@@ -27,6 +27,7 @@ from coherence.clip import Clip
 from coherence.codec import VAECodec
 from coherence.errors import ConfigError, DependencyError
 from coherence.latent import LatentBlender, layout_for_pipeline
+from coherence.stage import resolve_device
 from generators.base import GeneratedClip, StepCallback, register_generator
 
 logger = logging.getLogger(__name__)
@@ -165,8 +166,7 @@ class DiffusersGenerator:
         self.name = preset or "diffusers"
         self.model_id = model_id or (self.preset.model_id if self.preset else None)
         self.pipeline_class = pipeline_class or (self.preset.pipeline if self.preset else None)
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   ("cpu" if device == "auto" else device))
+        self.device = resolve_device(device)
         self.dtype = dtype
         self.offload = offload
         self.local_files_only = local_files_only

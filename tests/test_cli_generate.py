@@ -43,3 +43,12 @@ def test_generate_errors_are_one_line_exit_codes(tmp_path: Path, extra: list[str
     assert main(args) == code
     err = capsys.readouterr().err.strip()
     assert err.startswith("coherence: error:") and "\n" not in err
+
+
+def test_generate_then_smooth_and_interpolate_on_the_default_device(tmp_path: Path) -> None:
+    out = tmp_path / "post.mp4"
+    code = main(["--quiet", "generate", "a ball", "--model", "synthetic", "--frames", "8", "--size", "64x64",
+                 "--smooth", "--to-fps", "48", "-o", str(out)])
+    assert code == 0
+    clip = read_clip(out)
+    assert clip.fps == 48 and len(clip) == 15  # 8 frames at 24 fps span 7/24 s: 15 frames at 48 fps
