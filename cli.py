@@ -412,28 +412,18 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from coherence.pipeline import Pipeline
     from generators import get_generator
 
-    size = _parse_size(args.size) if args.size else None
-    options: dict[str, Any] = {}
-    callbacks = []
-    if args.steps is not None:
-        options["steps"] = args.steps
-    if args.model == "synthetic":
-        # the synthetic model runs in its latent mode, where its incoherence is per-frame latent noise and the
-        # latent blender has latents to work on
-        generator = get_generator("synthetic", latent=True)
-        if args.latent_blend is not None:
-            callbacks.append(LatentBlender(strength=args.latent_blend).on_step_end)
-    else:
-        extra = {"model_id": args.model_id} if args.model_id else {}
-        generator = get_generator(args.model, device=args.device, offload=args.offload, **extra)
-        if args.latent_blend is not None:
-            LatentBlender(strength=args.latent_blend)  # validates the strength before loading weights
-            options["latent_blend"] = args.latent_blend
-    call: dict[str, Any] = {"seed": args.seed, "callbacks": callbacks, **options}
-    if args.frames is not None:
-        call["frames"] = args.frames
-    if size is not None:
-        call["size"] = size
+    if args.latent_blend is not None:
+        LatentBlender(strength=args.latent_blend)  # validates the strength before any weights load
+    # the synthetic model runs in its latent mode, where its incoherence is per-frame latent noise and the latent
+    # blender has latents to work on
+    built = {"latent": True} if args.model == "synthetic" else {
+        "device": args.device, "offload": args.offload, **({"model_id": args.model_id} if args.model_id else {})}
+    generator = get_generator(args.model, **built)
+    call: dict[str, Any] = {"seed": args.seed}
+    for key, value in (("frames", args.frames), ("size", _parse_size(args.size) if args.size else None),
+                       ("steps", args.steps), ("latent_blend", args.latent_blend)):
+        if value is not None:
+            call[key] = value
     result = generator.generate(args.prompt, **call)
     clip = result.clip
     pipeline = Pipeline.from_options(smooth=args.smooth, to_fps=args.to_fps, device=args.device)

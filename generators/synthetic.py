@@ -168,9 +168,11 @@ class SyntheticGenerator:
     """The ``synthetic`` generator: procedural clips with ground truth, no weights.
 
     Pixel mode (default): the clean render with pixel-space artefacts. Latent mode (``latent=True``): frames
-    decoded from noisy per-frame latents; step ``callbacks`` (diffusers ``callback_on_step_end`` signature) are
-    called once, as step 0 of 1, with ``{"latents": (1, 4, T, h, w)}`` and this generator as the pipeline, and the
-    latents they return are the ones decoded.
+    decoded from noisy per-frame latents, blended first when the ``latent_blend`` option (a strength in [0, 1] or a
+    :class:`~coherence.latent.LatentBlender`) is given, as for the diffusers generators; step ``callbacks``
+    (diffusers ``callback_on_step_end`` signature) are called once, as step 0 of 1, with
+    ``{"latents": (1, 4, T, h, w)}`` and this generator as the pipeline, and the latents they return are the ones
+    decoded.
 
     Args:
         artifacts: preset name, strengths or None; ``"auto"`` means ``"t2v"`` in pixel mode and none in latent
@@ -205,6 +207,7 @@ class SyntheticGenerator:
         Raises:
             ConfigError: unknown option, callbacks in pixel mode, or pixel artefacts in latent mode.
         """
+        blend = options.pop("latent_blend", None)
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise ConfigError(f"unknown option(s) for the synthetic generator: {', '.join(unknown)}; "
@@ -214,8 +217,9 @@ class SyntheticGenerator:
         scene_seed = prompt_seed(prompt, seed)
         meta = {"prompt": prompt, "scene_seed": scene_seed, "latent": bool(latent)}
         if not latent:
-            if callbacks:
-                raise ConfigError("step callbacks need latents: use the synthetic generator with latent=True")
+            if callbacks or blend is not None:
+                raise ConfigError("step callbacks and latent blending need latents: use the synthetic generator "
+                                  "with latent=True")
             truth = synthetic_clip(frames=frames, size=size, seed=scene_seed,
                                    artifacts="t2v" if artifacts == "auto" else artifacts, **opts)
             clip = Clip(truth.degraded.frames, truth.degraded.fps, {**truth.degraded.metadata, **meta})
@@ -225,6 +229,11 @@ class SyntheticGenerator:
         truth = synthetic_latent_clip(frames=frames, size=size, seed=scene_seed, latent_noise=noise,
                                       codec=self.codec, **opts)
         latents = truth.latents
+        if blend is not None:
+            from coherence.latent import LatentBlender
+
+            blender = blend if isinstance(blend, LatentBlender) else LatentBlender(strength=float(blend))
+            callbacks = [*(callbacks or ()), blender.on_step_end]
         for step_callback in callbacks or ():
             result = step_callback(self, 0, 0, {"latents": latents})
             if isinstance(result, dict) and result.get("latents") is not None:

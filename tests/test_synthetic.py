@@ -215,3 +215,18 @@ def test_latent_generator_applies_step_callbacks():
     assert torch.equal(fixed.latents, plain.ground_truth.clean_latents)
     with pytest.raises(ConfigError):
         gen.generate("", frames=4, size=SIZE, seed=0, artifacts="t2v")
+
+
+def test_latent_blend_option_is_the_blender_callback() -> None:
+    from coherence.latent import LatentBlender
+    from generators import get_generator
+
+    generator = get_generator("synthetic", latent=True)
+    by_option = generator.generate("", frames=6, size=(64, 48), seed=3, latent_blend=0.6)
+    by_callback = generator.generate("", frames=6, size=(64, 48), seed=3,
+                                     callbacks=[LatentBlender(strength=0.6).on_step_end])
+    plain = generator.generate("", frames=6, size=(64, 48), seed=3)
+    assert torch.equal(by_option.latents, by_callback.latents)
+    assert not torch.equal(by_option.latents, plain.latents)
+    with pytest.raises(ConfigError, match="need latents"):
+        get_generator("synthetic").generate("", frames=6, size=(64, 48), latent_blend=0.6)
