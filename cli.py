@@ -158,13 +158,14 @@ def _add_smooth_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "smooth", help="remove flicker, boiling and jitter with flow-guided temporal filtering",
         description="Deflicker exposure, colour and regional illumination against flow-aligned neighbours, then "
-                    "average each frame with its aligned neighbours where the alignment holds. The output has the "
+                    "filter each pixel along its flow trajectory where the flow can follow it. The output has the "
                     "input's frames, size and rate; nothing is blended across a scene cut. Audio is copied.")
     p.add_argument("input", type=Path, help="video file or folder of images")
     _add_io_options(p)
     p.add_argument("--preset", default="default", help="light, default or strong (default: default)")
     p.add_argument("--strength", type=float, default=1.0, help="0..1, how much is corrected (default 1)")
-    p.add_argument("--radius", type=int, help="exposure window in frames on each side (default: the preset's)")
+    p.add_argument("--radius", type=int,
+                   help="exposure window in frames on each side (default: the preset's, in seconds)")
     p.add_argument("--flow-weights", type=Path, help="local weights file for a RAFT backend")
     _add_motion_options(p, rate_help="then interpolate to this rate in the same pass")
     p.set_defaults(func=_cmd_smooth)

@@ -13,7 +13,7 @@ nothing lags and nothing accumulates.
 
 Everything here runs on thumbnails (a long side of about 64 pixels): flows are composed there cheaply, and
 the area averaging removes the noise that would bias the log ratios. The module also holds the resampling
-helpers that the texture stage of :mod:`coherence.smooth` shares (``resize``, ``warp_full``)
+helper that the trajectory stage of :mod:`coherence.smooth` shares (``resize``)
 and what the flow estimator is shown (``flow_image``, normalised against exactly this kind of flicker).
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from coherence.flow.ops import compose_flow, out_of_frame, resize_flow, warp
+from coherence.flow.ops import compose_flow, out_of_frame, warp
 
 # thumbnail long side, in pixels: enough to follow a 4x6 grid of flicker control points, small enough that
 # composing flows over a 17-frame window costs about a millisecond
@@ -39,8 +39,6 @@ CLIP_LOW, CLIP_HIGH = 0.03, 0.97
 _MIN_COVERAGE = 0.05
 # the flow sees each frame divided by its own blur at this fraction of the long side (see flow_image)
 _FLOW_NORM_SCALE = 0.02
-# sampling grids of warp_full, for the last frame size
-_GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
 
 def thumb_size(height: int, width: int) -> tuple[int, int]:
@@ -249,35 +247,3 @@ def flow_image(half: torch.Tensor) -> torch.Tensor:
         np.divide(planes[c], local + 0.02, out=out[c])
     np.clip(out * 0.5, 0.0, 1.0, out=out)
     return torch.from_numpy(out)[None]
-
-
-def warp_full(image: torch.Tensor, flow: torch.Tensor, *, cubic: bool = False) -> torch.Tensor:
-    """Warp a full-resolution frame by a lower-resolution flow (the :func:`coherence.flow.ops.warp` convention).
-
-    On the CPU, OpenCV's ``remap`` does the sampling (about four times faster than ``grid_sample`` there);
-    elsewhere ``grid_sample`` does.
-
-    Args:
-        image: ``(3, H, W)`` float32.
-        flow: ``(1, 2, h, w)`` flow in pixels of its own grid.
-
-    Returns:
-        ``(3, H, W)`` float32, ``image`` sampled at ``p + flow(p)`` with border replication.
-    """
-    h, w = image.shape[-2:]
-    full = resize_flow(flow, (h, w), align_corners=False)
-    if image.device.type != "cpu":
-        return warp(image[None], full, mode="bicubic" if cubic else "bilinear")[0]
-    grid = _GRIDS.get((h, w))
-    if grid is None:
-        grid = tuple(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
-        _GRIDS.clear()
-        _GRIDS[(h, w)] = grid
-    flow_np = full[0].numpy()
-    map_x, map_y = grid[0] + flow_np[0], grid[1] + flow_np[1]
-    planes = image.contiguous().numpy()
-    out = np.empty_like(planes)
-    mode = cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR
-    for c in range(planes.shape[0]):
-        cv2.remap(planes[c], map_x, map_y, mode, dst=out[c], borderMode=cv2.BORDER_REPLICATE)
-    return torch.from_numpy(out)

@@ -37,7 +37,15 @@ def test_is_a_stage() -> None:
     smoother = Smoother()
     assert isinstance(smoother, Stage)
     assert smoother.output_fps(Fraction(24)) == 24
-    assert smoother.radius == SMOOTH_PRESETS["default"].radius + SMOOTH_PRESETS["default"].neighbours
+    settings = SMOOTH_PRESETS["default"]
+    assert smoother.radius == round(settings.window * 30) + settings.lookahead
+
+
+def test_illumination_window_is_in_seconds() -> None:
+    smoother = Smoother()
+    assert smoother.illumination_radius(Fraction(8)) < smoother.illumination_radius(Fraction(30))
+    assert smoother.illumination_radius(Fraction(1)) == 1
+    assert Smoother(radius=5).illumination_radius(Fraction(8)) == 5
 
 
 def test_flicker_benchmark_degradation_is_removed(clean: torch.Tensor) -> None:
@@ -151,17 +159,18 @@ def test_cli_smooth(tmp_path: Path, clip_with_audio: Path) -> None:
     assert result.has_audio
 
 
-def test_recursion_averages_a_still_scene_longer(clean: torch.Tensor) -> None:
+def test_longer_trajectories_average_a_still_scene_more(clean: torch.Tensor) -> None:
     still = clean[:1].expand(16, -1, -1, -1).contiguous()
     degraded = degrade(still, Artifacts(noise=6 / 255), seed=10)
-    window, recursive = smooth(degraded, memory=0.0), smooth(degraded, memory=8.0)
-    # the window averages three frames; the recursion carries up to eight along, without losing detail
-    assert psnr(recursive[4:], still[4:]) > psnr(window[4:], still[4:]) + 1.0
+    light, strong = smooth(degraded, preset="light", radius=0), smooth(degraded, preset="strong", radius=0)
+    # a larger decay weighs more frames along each trajectory: more noise goes, and no detail with it
+    assert psnr(strong, still) > psnr(light, still) + 1.0
+    assert psnr(light, still) > psnr(degraded, still) + 2.0
 
     def detail(x: torch.Tensor) -> float:
         return float((x[..., 1:] - x[..., :-1]).abs().mean())
 
-    assert detail(recursive) > 0.9 * detail(still)
+    assert detail(strong) > 0.9 * detail(still)
 
 
 def test_flow_ignores_smooth_illumination_changes(clean: torch.Tensor) -> None:
