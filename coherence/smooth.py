@@ -313,9 +313,9 @@ class _Run:
         small = resize_flow(flows, grid, align_corners=False)
         invalid = torch.cat((occlusion_mask(small[:1], small[1:]), occlusion_mask(small[1:], small[:1])))
         valid = resize(1.0 - invalid, (h, w), mode="bilinear").permute(0, 2, 3, 1)
-        a.valid_next, b.valid_prev = valid[0], valid[1]
         if flows.shape[-2:] != (h, w):
             a.to_next, b.to_prev = resize_flow(a.to_next, (h, w)), resize_flow(b.to_prev, (h, w))
+        a.valid_next, b.valid_prev = valid[0], valid[1]
 
     def _sigma(self, record: _Record) -> float:
         return self.s.settings.field_scale * max(record.thumb[0].shape[-2:])
