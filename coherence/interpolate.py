@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -297,6 +298,8 @@ class _Sample:
     position: Fraction
     first: int
     cut: bool
+    # the flows between the previous sample and this one (coarse_pair), estimated on the background thread
+    coarse: Future[tuple[torch.Tensor, ...]] | None = None
 
 
 class Interpolator:
@@ -357,16 +360,23 @@ class Interpolator:
 
     def _coarse(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Both flows of a pair of ``(3, H, W)`` frames, and the :func:`coarse_pair` every ``t`` between uses."""
-        self.flow_pairs += 1
         flow_ab, flow_ba = self.flow(a[None], b[None]).to(self.device), self.flow(b[None], a[None]).to(self.device)
         return coarse_pair(a[None], b[None], flow_ab=flow_ab, flow_ba=flow_ba)
+
+    def _needs_flow(self, prev: _Sample, sample: _Sample, step: Fraction) -> bool:
+        """Whether an output time falls strictly between two samples that are neither a cut nor one image."""
+        if sample.cut or prev.frame is sample.frame:
+            return False
+        first = (prev.position // step + 1) * step
+        return first < sample.position
 
     def process(self, frames: Iterable[torch.Tensor], fps: str | float | Fraction) -> Iterator[torch.Tensor]:
         """Convert a stream of ``(3, H, W)`` float32 frames in [0, 1] at ``fps`` to :meth:`output_fps`.
 
-        Holds one run of identical frames, the previous distinct frame and one pair of flows at a time. The
-        output at source position ``s`` is yielded once input ``floor(s) + 2`` has been read (that input
-        tells whether ``floor(s) + 1`` starts a run of duplicates), or later inside such a run.
+        Holds two runs of identical frames, the previous distinct frame and two pairs of flows at a time. The
+        flows of a pair are estimated on a background thread (OpenCV releases the GIL) while the frames of the
+        pair before are synthesised, so the output at source position ``s`` is yielded once input
+        ``floor(s) + 3`` has been read (later inside a run of duplicates).
 
         Yields:
             ``(3, H, W)`` float32 frames in [0, 1] on ``device``, output frame ``k`` at time ``k / out_fps``.
@@ -376,29 +386,48 @@ class Interpolator:
         """
         in_fps = parse_fps(fps)
         step = in_fps / self.output_fps(in_fps)
-        detector = SceneCutDetector()
         self.flow_pairs = 0
-        state = {"k": 0, "prev": None}
+        # one thread, so a flow backend is never called concurrently
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coherence-flow")
+        try:
+            yield from self._process(frames, step, pool)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _process(self, frames: Iterable[torch.Tensor], step: Fraction,
+                 pool: ThreadPoolExecutor) -> Iterator[torch.Tensor]:
+        detector = SceneCutDetector()
+        state: dict[str, Any] = {"k": 0, "prev": None}
+        pending: list[_Sample] = []  # samples whose segment is not emitted yet, oldest first
 
         def emit_until(sample: _Sample) -> Iterator[torch.Tensor]:
             """Frames at every position before ``sample``, in the segment from the previous sample."""
             prev: _Sample | None = state["prev"]
-            coarse = None
             while state["k"] * step < sample.position:
                 pos = state["k"] * step
                 if prev is None or pos <= prev.position:
                     yield sample.frame if prev is None else prev.frame
                 elif sample.cut:
                     yield prev.frame if pos < sample.first else sample.frame
-                elif prev.frame is sample.frame:
+                elif prev.frame is sample.frame or sample.coarse is None:
                     yield prev.frame
                 else:
-                    coarse = coarse or self._coarse(prev.frame, sample.frame)
                     t = float((pos - prev.position) / (sample.position - prev.position))
-                    yield _synthesise(prev.frame[None], sample.frame[None], t, coarse, alpha=self.alpha,
-                                      mode="bicubic")[0]
+                    yield _synthesise(prev.frame[None], sample.frame[None], t, sample.coarse.result(),
+                                      alpha=self.alpha, mode="bicubic")[0]
                 state["k"] += 1
+            sample.coarse = None
             state["prev"] = sample
+
+        def add(sample: _Sample, *, keep: int) -> Iterator[torch.Tensor]:
+            """Queue ``sample``, start its flows, and emit the segments of all but the ``keep`` newest samples."""
+            before = pending[-1] if pending else state["prev"]
+            if before is not None and self._needs_flow(before, sample, step):
+                self.flow_pairs += 1
+                sample.coarse = pool.submit(self._coarse, before.frame, sample.frame)
+            pending.append(sample)
+            while len(pending) > keep:
+                yield from emit_until(pending.pop(0))
 
         run: tuple[torch.Tensor, int, int, bool] | None = None  # (frame, first index, length, cut before)
         count = 0
@@ -415,13 +444,13 @@ class Interpolator:
             else:
                 if run is not None:
                     for sample in self._samples(*run):
-                        yield from emit_until(sample)
+                        yield from add(sample, keep=1)
                 run = (frame, count, 1, cut)
             count += 1
         if run is None:
             raise InputError("interpolation got no frames")
         for sample in self._samples(*run):
-            yield from emit_until(sample)
+            yield from add(sample, keep=0)
         last = state["prev"].frame
         while state["k"] * step <= count - 1:
             yield last

@@ -58,8 +58,8 @@ def test_flicker_benchmark_degradation_is_removed(clean: torch.Tensor) -> None:
 @pytest.mark.parametrize("artifacts,gain_db", [
     (Artifacts(gain=0.12), 3.0), (Artifacts(cast=0.06), 3.0), (Artifacts(local_flicker=0.09), 2.0),
     (Artifacts(noise=8 / 255), 2.0),
-    # boiling is only averaged over the +-1 aligned neighbours (the flow does not follow it): a smaller gain
-    (Artifacts(boiling=1.0), 0.3),
+    # boiling moves texture itself, so the flow follows it only in part: a smaller gain
+    (Artifacts(boiling=1.0), 0.8),
 ], ids=["gain", "cast", "local", "noise", "boiling"])
 def test_each_artefact_type_is_reduced(clean: torch.Tensor, artifacts: Artifacts, gain_db: float) -> None:
     degraded = degrade(clean, artifacts, seed=2)
