@@ -1,13 +1,7 @@
 """Flow-based frame interpolation to any integer factor or target frame rate, scene-cut and duplicate aware.
 
-Synthesis (:func:`interpolate_pair`): bidirectional flow ``F_01 = flow(a, b)``, ``F_10 = flow(b, a)`` (DIS by
-default) is splatted forward to time ``t`` with softmax weights from brightness constancy (:func:`motion_at`:
-Baker et al. 2011's flow forward warping with Niklaus & Liu 2020's softmax splatting), so that where surfaces
-overlap the visible one moves the pixel and revealed areas follow the frame that sees them; pixels nothing
-reaches fall back to Super SloMo's linear approximation (Jiang et al. 2018, eq. 4)
-``F_t0 ≈ -(1 - t) t F_01 + t² F_10``, ``F_t1 ≈ (1 - t)² F_01 - t (1 - t) F_10``. Both frames are then warped to
-``t`` with bicubic sampling and blended with weights ``1 - t`` and ``t``. (Weighting the blend by the
-frames' forward-backward consistency lost 0.1-0.2 dB on the real benchmark clips, so the blend is not.)
+Synthesis (:mod:`coherence.synthesis`): bidirectional flow (DIS by default) splatted forward to each output
+time, both frames warped there and blended by time; revealed areas come from the frame that sees them.
 
 Timing (:func:`source_position`): output frame ``k`` is at time ``k / out_fps``, i.e. at source position
 ``k * in_fps / out_fps`` (exact ``Fraction``); the output ends at the last input frame, so a factor ``N`` on
@@ -31,18 +25,15 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
 from typing import Any
 
-import cv2
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from coherence.clip import parse_fps
 from coherence.errors import ConfigError, InputError
-from coherence.flow import FlowEstimator, get_flow, resize_flow, warp
+from coherence.flow import FlowEstimator, get_flow
 from coherence.scenes import SceneCutDetector
+from coherence.synthesis import coarse_pair, synthesise
 
 log = logging.getLogger(__name__)
 
@@ -84,191 +75,6 @@ def get_preset(name: str) -> InterpolationPreset:
     except KeyError:
         raise ConfigError(f"unknown interpolation preset {name!r}; choose one of: "
                           f"{', '.join(INTERPOLATION_PRESETS)}") from None
-
-
-def intermediate_flows(flow_ab: torch.Tensor, flow_ba: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flows ``(F_t0, F_t1)`` from time ``t`` in [0, 1] back to ``a`` and on to ``b`` (Super SloMo eq. 4), from
-    ``flow(a, b)`` and ``flow(b, a)``; all ``(N, 2, H, W)`` pixels. ``warp(a, F_t0)``, ``warp(b, F_t1)`` sit at ``t``.
-    """
-    flow_t0 = -(1 - t) * t * flow_ab + t * t * flow_ba
-    flow_t1 = (1 - t) * (1 - t) * flow_ab - t * (1 - t) * flow_ba
-    return flow_t0, flow_t1
-
-
-def splat(values: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Forward (summation) splatting: add each pixel's ``values`` ``(N, C, H, W)`` bilinearly at ``p + flow(p)``
-    (``flow`` ``(N, 2, H, W)`` pixels); returns the ``(N, C, H, W)`` sums, targets outside the frame dropped."""
-    n, c, h, w = values.shape
-    ys, xs = torch.meshgrid(torch.arange(h, device=flow.device, dtype=flow.dtype),
-                            torch.arange(w, device=flow.device, dtype=flow.dtype), indexing="ij")
-    x, y = xs + flow[:, 0], ys + flow[:, 1]
-    x0, y0 = x.floor(), y.floor()
-    fx, fy = x - x0, y - y0
-    x0, y0 = x0.long(), y0.long()
-    offset = (torch.arange(n, device=flow.device) * (h * w)).view(n, 1, 1)
-    rows = values.permute(0, 2, 3, 1).reshape(-1, c)
-    out = values.new_zeros(n * h * w, c)
-    for dx, dy, weight in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        xi, yi = x0 + dx, y0 + dy
-        inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-        index = (yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1) + offset).reshape(-1)
-        out.index_add_(0, index, rows * (weight * inside).reshape(-1, 1))
-    return out.view(n, h, w, c).permute(0, 3, 1, 2)
-
-
-def motion_at(a: torch.Tensor, b: torch.Tensor, t: float, *, flow_ab: torch.Tensor, flow_ba: torch.Tensor,
-              alpha: float = 20.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flows ``(F_t0, F_t1)`` from time ``t`` to ``a`` and to ``b``, occlusion-aware.
-
-    Both flows are splatted forward to time ``t`` (``a``'s pixels by ``t F_ab`` carrying ``F_ab``, ``b``'s by
-    ``(1 - t) F_ba`` carrying ``-F_ba``), as in Baker et al. 2011 (Middlebury interpolation, flow forward
-    warping), merged with softmax splatting weights ``exp(-alpha |a - warp(b, F_ab)|)`` (Niklaus & Liu 2020,
-    eq. 5-6 with the brightness-constancy metric): where two surfaces land on one pixel, the one whose motion
-    is photo-consistent, i.e. visible in both frames, wins, so occluded and revealed areas take the motion of
-    the surface that sees them. Pixels that nothing reaches take the Super SloMo approximation.
-
-    Args:
-        a, b: ``(N, 3, H, W)`` float32 in [0, 1].
-        t: time in (0, 1).
-        flow_ab, flow_ba: ``(N, 2, H, W)`` pixels.
-        alpha: sharpness of the softmax weight (per unit of mean absolute colour error).
-
-    Returns:
-        ``(F_t0, F_t1)``, each ``(N, 2, H, W)``.
-    """
-    n = a.shape[0]
-    aligned = warp(torch.cat((b, a)), torch.cat((flow_ab, flow_ba)))
-    scores = torch.exp(-alpha * (torch.cat((a, b)) - aligned).abs().mean(1, keepdim=True))
-    score_a, score_b = scores[:n], scores[n:]
-    ones = torch.ones_like(score_a)
-    # one splat for both frames: stack them along the batch, then add the two halves
-    values = torch.cat((torch.cat((flow_ab * score_a, score_a, ones), 1),
-                        torch.cat((-flow_ba * score_b, score_b, ones), 1)))
-    splatted = splat(values, torch.cat((t * flow_ab, (1 - t) * flow_ba)))
-    total = splatted[:n] + splatted[n:]
-    motion = total[:, :2] / total[:, 2:3].clamp_min(1e-12)
-    # coverage below 1/2 (holes, frame borders) fades to the linear approximation
-    reached = (total[:, 3:4] * 2).clamp(0, 1) * (total[:, 2:3] > 1e-8)
-    approx_t0, approx_t1 = intermediate_flows(flow_ab, flow_ba, t)
-    flow_t0 = reached * (-t * motion) + (1 - reached) * approx_t0
-    flow_t1 = reached * ((1 - t) * motion) + (1 - reached) * approx_t1
-    return flow_t0, flow_t1
-
-
-def interpolate_pair(a: torch.Tensor, b: torch.Tensor, t: float, *, flow_ab: torch.Tensor, flow_ba: torch.Tensor,
-                     alpha: float = 20.0, motion_scale: float = 0.25, mode: str = "bicubic") -> torch.Tensor:
-    """Synthesise the frame at time ``t`` between ``a`` (t = 0) and ``b`` (t = 1).
-
-    The flows to time ``t`` come from :func:`motion_at`; both frames are warped there and blended with weights
-    ``1 - t`` and ``t``.
-
-    Args:
-        a, b: ``(3, H, W)`` or ``(N, 3, H, W)`` float32 frames in [0, 1].
-        t: time in [0, 1].
-        flow_ab: ``flow(a, b)``, ``(2, H, W)`` or ``(N, 2, H, W)``, pixels.
-        flow_ba: ``flow(b, a)``, same shape as ``flow_ab``.
-        alpha: softmax splatting sharpness (:func:`motion_at`).
-        motion_scale: resolution of the flows to time ``t`` relative to the frames (splatting is the costly
-            step and the flows are smooth: a quarter of the resolution lost under 0.02 dB on the benchmark clips
-            for a sixteenth of the splatting work).
-        mode: sampling of the warp: ``"bicubic"`` (sharp; bilinear blurs sub-pixel shifts, about 1 dB on
-            sharp content) or ``"bilinear"``.
-
-    Returns:
-        The frame at ``t``, shaped like ``a``, float32 in [0, 1].
-
-    Raises:
-        InputError: shapes disagree or ``t`` is outside [0, 1].
-    """
-    if not 0.0 <= t <= 1.0:
-        raise InputError(f"interpolation time must be in [0, 1], got {t}")
-    single = a.ndim == 3
-    if single:
-        a, b, flow_ab, flow_ba = a[None], b[None], flow_ab[None], flow_ba[None]
-    if a.shape != b.shape or a.ndim != 4 or a.shape[1] != 3 or flow_ab.shape != flow_ba.shape \
-            or flow_ab.shape[-2:] != a.shape[-2:] or flow_ab.shape[:2] != (a.shape[0], 2):
-        raise InputError(f"interpolate_pair needs frames (N, 3, H, W) and flows (N, 2, H, W) of one size, got "
-                         f"{tuple(a.shape)}, {tuple(b.shape)}, {tuple(flow_ab.shape)}, {tuple(flow_ba.shape)}")
-    if t in (0.0, 1.0):
-        out = a if t == 0.0 else b
-    else:
-        coarse = coarse_pair(a, b, flow_ab=flow_ab, flow_ba=flow_ba, motion_scale=motion_scale)
-        out = _synthesise(a, b, t, coarse, alpha=alpha, mode=mode)
-    return out[0] if single else out
-
-
-def coarse_pair(a: torch.Tensor, b: torch.Tensor, *, flow_ab: torch.Tensor, flow_ba: torch.Tensor,
-                motion_scale: float = 0.25) -> tuple[torch.Tensor, ...]:
-    """Frames ``(N, 3, H, W)`` and flows ``(N, 2, H, W)`` at ``motion_scale`` of the size (at least 8 pixels):
-    ``(a, b, flow_ab, flow_ba)`` at ``(h, w)``, frames area-averaged, flows resized and rescaled."""
-    size = a.shape[-2:]
-    small = (max(8, round(size[0] * motion_scale)), max(8, round(size[1] * motion_scale)))
-    if small[0] >= size[0] or small[1] >= size[1]:
-        return a, b, flow_ab, flow_ba
-    return _area(a, small), _area(b, small), resize_flow(flow_ab, small), resize_flow(flow_ba, small)
-
-
-def _area(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Area-average ``(N, C, H, W)`` down to ``size``; on the CPU by OpenCV (several times faster than torch,
-    and the same averages where the ratio is a whole number)."""
-    if frames.device.type != "cpu" or frames.dtype != torch.float32:
-        return F.interpolate(frames, size=size, mode="area")
-    planes = frames.contiguous().reshape(-1, *frames.shape[-2:]).numpy()
-    out = np.stack([cv2.resize(plane, size[::-1], interpolation=cv2.INTER_AREA) for plane in planes])
-    return torch.from_numpy(out).view(*frames.shape[:2], *size)
-
-
-def _synthesise(a: torch.Tensor, b: torch.Tensor, t: float, coarse: tuple[torch.Tensor, ...], *, alpha: float,
-                mode: str) -> torch.Tensor:
-    """Frame ``(N, 3, H, W)`` at ``t`` from full-size ``a``, ``b`` and their :func:`coarse_pair`."""
-    flow_t0, flow_t1 = motion_at(coarse[0], coarse[1], t, flow_ab=coarse[2], flow_ba=coarse[3], alpha=alpha)
-    return warp_blend(a, b, t, flow_t0, flow_t1, mode=mode)
-
-
-_CV2_MODES = {"bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR}
-
-
-@lru_cache(maxsize=8)
-def _pixel_grid(h: int, w: int) -> np.ndarray:
-    """Pixel coordinates ``(H, W, 2)`` float32, x then y (cached per size: never write to it)."""
-    return np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
-
-
-def warp_blend(a: torch.Tensor, b: torch.Tensor, t: float, flow_t0: torch.Tensor, flow_t1: torch.Tensor, *,
-               mode: str = "bicubic") -> torch.Tensor:
-    """``(1 - t) warp(a, F_t0) + t warp(b, F_t1)``, clamped to [0, 1].
-
-    The flows may be coarser than the frames; they are upsampled as :func:`~coherence.flow.resize_flow` does
-    (bilinear, corners aligned, vectors scaled). On the CPU (float32, bicubic or bilinear) OpenCV does the work:
-    ``cv2.remap`` samples with the same cubic kernel (Keys, a = -0.75) and clamped-border taps as
-    ``grid_sample(..., padding_mode="border", align_corners=True)``, on a 1/32-pixel grid, in about 40 % of the
-    time of single-threaded ``grid_sample`` at 640×360. Frames ``a``, ``b``: ``(N, 3, H, W)`` float in [0, 1];
-    flows ``(N, 2, h, w)`` from time ``t`` to ``a`` and to ``b`` in pixels of their grid; ``mode``: ``"bicubic"``,
-    ``"bilinear"`` (or ``"nearest"``, off the OpenCV path). Returns ``(N, 3, H, W)`` float32 in [0, 1].
-    """
-    n, _, h, w = a.shape
-    if a.device.type != "cpu" or a.dtype != torch.float32 or mode not in _CV2_MODES:
-        warped = warp(torch.cat((a, b)), resize_flow(torch.cat((flow_t0, flow_t1)), (h, w)), mode=mode)
-        return ((1 - t) * warped[:n] + t * warped[n:]).clamp_(0, 1)
-    hs, ws = flow_t0.shape[-2:]
-    scale = torch.tensor([(w - 1) / max(ws - 1, 1), (h - 1) / max(hs - 1, 1)] * 2).view(1, 4, 1, 1)
-    small = (torch.cat((flow_t0, flow_t1), 1).float() * scale).permute(0, 2, 3, 1).contiguous().numpy()
-    # corners aligned: output pixel x reads the coarse grid at x (ws - 1) / (w - 1)
-    affine = np.float32([[(ws - 1) / max(w - 1, 1), 0, 0], [0, (hs - 1) / max(h - 1, 1), 0]])
-    base, interpolation = _pixel_grid(h, w), _CV2_MODES[mode]
-    a, b = a.contiguous(), b.contiguous()
-    out = np.empty((n, 3, h, w), np.float32)
-    warped = np.empty((3, h, w), np.float32)
-    for i in range(n):
-        up = small[i] if (hs, ws) == (h, w) else cv2.warpAffine(
-            small[i], affine, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-        for frame, flow, target in ((a[i], up[..., :2], out[i]), (b[i], up[..., 2:], warped)):
-            grid = flow + base
-            for c in range(3):
-                cv2.remap(frame[c].numpy(), grid, None, interpolation, dst=target[c], borderMode=cv2.BORDER_REPLICATE)
-        planes = out[i].reshape(3 * h, w)
-        cv2.addWeighted(planes, 1 - t, warped.reshape(3 * h, w), t, 0.0, dst=planes)
-    return torch.from_numpy(out.clip(0, 1, out=out))
 
 
 def source_position(k: int, in_fps: Fraction, out_fps: Fraction) -> Fraction:
@@ -315,7 +121,7 @@ class Interpolator:
         scene_cuts: detect cuts and hold across them (turn off only for footage known to be one shot).
         max_duplicate_run: runs of up to this many duplicate frames are re-timed as one image (1 = never).
         duplicate_threshold: mean absolute difference (0..1 scale) below which two frames are duplicates.
-        alpha: softmax splatting sharpness (:func:`motion_at`).
+        alpha: softmax splatting sharpness (:func:`coherence.synthesis.motion_at`).
 
     Raises:
         ConfigError: neither or both of ``factor`` and ``to_fps``, or values out of range.
@@ -413,7 +219,7 @@ class Interpolator:
                     yield prev.frame
                 else:
                     t = float((pos - prev.position) / (sample.position - prev.position))
-                    yield _synthesise(prev.frame[None], sample.frame[None], t, sample.coarse.result(),
+                    yield synthesise(prev.frame[None], sample.frame[None], t, sample.coarse.result(),
                                       alpha=self.alpha, mode="bicubic")[0]
                 state["k"] += 1
             sample.coarse = None

@@ -14,11 +14,10 @@ from coherence.interpolate import (
     INTERPOLATION_PRESETS,
     Interpolator,
     interpolate,
-    interpolate_pair,
     output_frame_count,
     source_position,
-    warp_blend,
 )
+from coherence.synthesis import interpolate_pair, warp_blend
 
 H, W = 64, 96
 VELOCITY = (2.0, 0.5)  # pixels per frame, x then y, of the square

@@ -7,7 +7,7 @@ Suite for Video Generative Models"; repository Vchitect/VBench):
   absolute difference of consecutive uint8 frames over all pixels and channels.
 - ``motion_smoothness`` (``vbench/motion_smoothness.py``): keep the even frames, re-interpolate the odd ones from
   their neighbours, ``(255 - mean MAE(original odd, interpolated)) / 255``. VBench interpolates with AMT-S
-  weights; we use our own flow-based interpolator (:func:`coherence.interpolate.interpolate_pair` at
+  weights; we use our own flow-based interpolator (:func:`coherence.synthesis.interpolate_pair` at
   ``t = 1/2`` with the scorer's flow backend), so absolute values are not comparable with published VBench
   numbers, only their ordering.
 - ``dynamic_degree`` (``vbench/dynamic_degree.py``): sample the clip at about 8 fps, take per pair the mean of
@@ -53,7 +53,7 @@ def temporal_flickering(frames: torch.Tensor, reference: torch.Tensor | None, co
 def motion_smoothness(frames: torch.Tensor, reference: torch.Tensor | None, context: ScoreContext) -> MetricResult:
     """VBench motion smoothness with our interpolator; per odd frame ``(255 - MAE) / 255``."""
     try:
-        from coherence.interpolate import interpolate_pair  # the one stage a metric uses (ARCHITECTURE.md)
+        from coherence.synthesis import interpolate_pair  # the one stage a metric uses (ARCHITECTURE.md)
     except ImportError as exc:
         return MetricResult(float("nan"), None, skipped=f"the interpolator is unavailable ({exc})")
     t = frames.shape[0]
