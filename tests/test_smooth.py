@@ -37,15 +37,19 @@ def test_is_a_stage() -> None:
     smoother = Smoother()
     assert isinstance(smoother, Stage)
     assert smoother.output_fps(Fraction(24)) == 24
-    settings = SMOOTH_PRESETS["default"]
-    assert smoother.radius == round(settings.window * 30) + settings.lookahead
+    assert smoother.radius == smoother.illumination_radius(Fraction(30)) + 2 * smoother.lookahead
 
 
 def test_illumination_window_is_in_seconds() -> None:
     smoother = Smoother()
+    settings = SMOOTH_PRESETS["default"]
+    assert smoother.illumination_radius(Fraction(30)) == round(settings.window * 30)
     assert smoother.illumination_radius(Fraction(8)) < smoother.illumination_radius(Fraction(30))
     assert smoother.illumination_radius(Fraction(1)) == 1
     assert Smoother(radius=5).illumination_radius(Fraction(8)) == 5
+    assert Smoother(strength=0.5).decay == pytest.approx(0.5 * smoother.decay)
+    # the anti-causal pass reaches until a frame's weight is negligible
+    assert smoother.decay ** smoother.lookahead < 0.01 <= smoother.decay ** (smoother.lookahead - 1)
 
 
 def test_flicker_benchmark_degradation_is_removed(clean: torch.Tensor) -> None:
@@ -132,7 +136,8 @@ def test_streams_lazily() -> None:
 
     stream = smoother.process(source(), Fraction(24))
     next(stream)
-    assert consumed <= smoother.radius + 2
+    # the illumination window and two lookaheads (the anti-causal pass runs once per block of frames)
+    assert consumed <= smoother.illumination_radius(Fraction(24)) + 2 * smoother.lookahead + 2
     assert sum(1 for _ in stream) == len(frames) - 1
 
 
