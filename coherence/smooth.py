@@ -31,12 +31,10 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
 from pathlib import Path
 from typing import cast
 
 import cv2
-import numpy as np
 import torch
 
 from coherence.clip import parse_fps
@@ -52,7 +50,7 @@ from coherence.deflicker import (
 )
 from coherence.errors import ConfigError, InputError
 from coherence.flow import FlowEstimator, get_flow
-from coherence.flow.ops import occlusion_mask, resize_flow, warp
+from coherence.flow.ops import occlusion_mask, pixel_grid, resize_flow, warp
 from coherence.scenes import SceneCutDetector
 
 log = logging.getLogger(__name__)
@@ -79,18 +77,11 @@ def warp_channels_last(state: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     if state.device.type != "cpu":
         return warp(state.permute(2, 0, 1)[None], flow)[0].permute(1, 2, 0)
     h, w = state.shape[:2]
-    grid = _pixel_grid(h, w)
+    grid = pixel_grid(h, w)
     flow_np = flow[0].numpy()
     out = cv2.remap(state.numpy(), grid[0] + flow_np[0], grid[1] + flow_np[1], cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_REPLICATE)
     return torch.from_numpy(out.reshape(h, w, -1))
-
-
-@lru_cache(maxsize=4)
-def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates ``(x, y)``, each ``(H, W)`` float32 (cached per size: never write to them)."""
-    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return xs, ys
 
 
 def trajectory_step(own: torch.Tensor, state: torch.Tensor, to_s: torch.Tensor, valid: torch.Tensor, *,

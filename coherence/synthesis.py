@@ -12,8 +12,6 @@ The motion is found at a quarter of the resolution (:func:`coarse_pair`), the fr
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import cv2
 import numpy as np
 import torch
@@ -21,6 +19,7 @@ import torch.nn.functional as F
 
 from coherence.errors import InputError
 from coherence.flow import resize_flow, warp
+from coherence.flow.ops import pixel_grid
 
 
 def intermediate_flows(flow_ab: torch.Tensor, flow_ba: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,12 +164,6 @@ def synthesise(a: torch.Tensor, b: torch.Tensor, t: float, coarse: tuple[torch.T
 _CV2_MODES = {"bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR}
 
 
-@lru_cache(maxsize=8)
-def _pixel_grid(h: int, w: int) -> np.ndarray:
-    """Pixel coordinates ``(H, W, 2)`` float32, x then y (cached per size: never write to it)."""
-    return np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
-
-
 def warp_blend(a: torch.Tensor, b: torch.Tensor, t: float, flow_t0: torch.Tensor, flow_t1: torch.Tensor, *,
                mode: str = "bicubic") -> torch.Tensor:
     """``(1 - t) warp(a, F_t0) + t warp(b, F_t1)``, clamped to [0, 1].
@@ -192,7 +185,7 @@ def warp_blend(a: torch.Tensor, b: torch.Tensor, t: float, flow_t0: torch.Tensor
     small = (torch.cat((flow_t0, flow_t1), 1).float() * scale).permute(0, 2, 3, 1).contiguous().numpy()
     # corners aligned: output pixel x reads the coarse grid at x (ws - 1) / (w - 1)
     affine = np.float32([[(ws - 1) / max(w - 1, 1), 0, 0], [0, (hs - 1) / max(h - 1, 1), 0]])
-    base, interpolation = _pixel_grid(h, w), _CV2_MODES[mode]
+    (xs, ys), interpolation = pixel_grid(h, w), _CV2_MODES[mode]
     a, b = a.contiguous(), b.contiguous()
     out = np.empty((n, 3, h, w), np.float32)
     warped = np.empty((3, h, w), np.float32)
@@ -200,9 +193,9 @@ def warp_blend(a: torch.Tensor, b: torch.Tensor, t: float, flow_t0: torch.Tensor
         up = small[i] if (hs, ws) == (h, w) else cv2.warpAffine(
             small[i], affine, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
         for frame, flow, target in ((a[i], up[..., :2], out[i]), (b[i], up[..., 2:], warped)):
-            grid = flow + base
+            map_x, map_y = xs + flow[..., 0], ys + flow[..., 1]
             for c in range(3):
-                cv2.remap(frame[c].numpy(), grid, None, interpolation, dst=target[c], borderMode=cv2.BORDER_REPLICATE)
+                cv2.remap(frame[c].numpy(), map_x, map_y, interpolation, dst=target[c], borderMode=cv2.BORDER_REPLICATE)
         planes = out[i].reshape(3 * h, w)
         cv2.addWeighted(planes, 1 - t, warped.reshape(3 * h, w), t, 0.0, dst=planes)
     return torch.from_numpy(out.clip(0, 1, out=out))

@@ -6,6 +6,8 @@ Convention: ``flow(a, b)`` is a ``(N, 2, H, W)`` float32 field, x then y, in pix
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 import torch
@@ -108,12 +110,22 @@ def occlusion_mask(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tenso
     return occluded.to(forward.dtype)
 
 
+@lru_cache(maxsize=8)
+def pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates ``(x, y)``, each ``(H, W)`` float32, for OpenCV's ``remap`` (cached per size and read-only:
+    add a flow to them, never write into them)."""
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    xs.flags.writeable = False
+    ys.flags.writeable = False
+    return xs, ys
+
+
 def _occlusion_cpu(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     """:func:`occlusion_mask` of one ``(2, H, W)`` float32 pair with OpenCV and numpy (the same samples as
     ``grid_sample`` with corners aligned and border replication; a few times faster than torch on one core).
     Returns ``(1, H, W)`` float32 in {0, 1}."""
     h, w = forward.shape[-2:]
-    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    xs, ys = pixel_grid(h, w)
     map_x, map_y = xs + forward[0], ys + forward[1]
     back_w = cv2.remap(np.dstack((backward[0], backward[1])), map_x, map_y, cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE)
