@@ -56,9 +56,9 @@ class InterpolationPreset:
 # Target rates: 24 fps keeps a cinema cadence (8 fps x3 exactly; Wan's 16 fps x1.5). Smoothing strength: the
 # strongest of 0, 0.3, 0.6, 1 that keeps every smoothed frame of the family's clips within 38 dB PSNR of its
 # input (``python -m benchmarks.interpolation --presets``: frame differences and warping error of the 24 fps
-# output fall with strength, by about 80 % of the full-strength gain at 0.6, while fidelity falls 4-6 dB from
-# 0.6 to 1). LaVie clips stand in for ModelScope/Zeroscope; no Wan clip was at hand, so Wan's 0.6 is
-# provisional.
+# output fall with strength, by about three quarters of the full-strength gain at 0.6, while fidelity falls
+# 3.7-4.3 dB from 0.6 to 1; LaVie at 0.6 is 37.9 dB, just outside). LaVie clips stand in for
+# ModelScope/Zeroscope; no Wan clip was at hand, so Wan's 0.6 is provisional.
 INTERPOLATION_PRESETS: dict[str, InterpolationPreset] = {
     "modelscope": InterpolationPreset(Fraction(8), Fraction(24), 0.3),
     "zeroscope": InterpolationPreset(Fraction(8), Fraction(24), 0.3),
