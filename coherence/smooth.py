@@ -11,8 +11,9 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
 2. **Trajectories** (noise, boiling, dithering, residual flicker): flow between consecutive *corrected* frames
    (DIS medium at full resolution by default, estimated on a background thread) and its forward-backward and
    motion-boundary occlusion tests define where a pixel's trajectory continues. Along it, a causal and an
-   anti-causal normalised exponential filter (:func:`trajectory_step`, weight ``decay ** k`` for a frame
-   ``k`` steps away, reset wherever the occlusion test fails) are combined so that frame ``t`` counts once.
+   anti-causal normalised exponential filter (:func:`coherence.trajectory.trajectory_step`, weight
+   ``decay ** k`` for a frame ``k`` steps away, reset wherever the occlusion test fails) are combined so that
+   frame ``t`` counts once.
    This is the minimiser of the warping error along the flow plus a fidelity term to the frame (a
    first-order Whittaker smoother, whose impulse response is that two-sided exponential; the anti-causal
    half is truncated after ``lookahead`` frames, where ``decay ** lookahead`` is negligible).
@@ -34,7 +35,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import cast
 
-import cv2
 import torch
 
 from coherence.clip import parse_fps
@@ -50,8 +50,9 @@ from coherence.deflicker import (
 )
 from coherence.errors import ConfigError, InputError
 from coherence.flow import FlowEstimator, get_flow
-from coherence.flow.ops import occlusion_mask, pixel_grid, resize_flow, warp
+from coherence.flow.ops import occlusion_mask, resize_flow
 from coherence.scenes import SceneCutDetector
+from coherence.trajectory import homogeneous, trajectory_step
 
 log = logging.getLogger(__name__)
 
@@ -62,48 +63,6 @@ _NEGLIGIBLE = 0.01
 _MAX_LOOKAHEAD = 16
 # resolution of the illumination step's flow, as a fraction of the frame size
 _ALIGN_SCALE = 0.5
-
-
-def homogeneous(frame: torch.Tensor) -> torch.Tensor:
-    """A ``(3, H, W)`` frame as the channels-last accumulator ``(H, W, 4)`` of :func:`trajectory_step`:
-    colour, then weight 1."""
-    return torch.cat((frame, torch.ones_like(frame[:1]))).permute(1, 2, 0).contiguous()
-
-
-def warp_channels_last(state: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Bilinear backward warp of a channels-last ``(H, W, C)`` image by a full-size ``(1, 2, H, W)`` flow (the
-    :func:`coherence.flow.ops.warp` convention, border replicated). On the CPU one OpenCV ``remap`` samples all
-    channels at once (about three times faster than plane by plane)."""
-    if state.device.type != "cpu":
-        return warp(state.permute(2, 0, 1)[None], flow)[0].permute(1, 2, 0)
-    h, w = state.shape[:2]
-    grid = pixel_grid(h, w)
-    flow_np = flow[0].numpy()
-    out = cv2.remap(state.numpy(), grid[0] + flow_np[0], grid[1] + flow_np[1], cv2.INTER_LINEAR,
-                    borderMode=cv2.BORDER_REPLICATE)
-    return torch.from_numpy(out.reshape(h, w, -1))
-
-
-def trajectory_step(own: torch.Tensor, state: torch.Tensor, to_s: torch.Tensor, valid: torch.Tensor, *,
-                    decay: float) -> torch.Tensor:
-    """One step of a normalised exponential filter along the flow: ``own + decay * valid * warp(state)``.
-
-    Accumulators are channels-last ``(H, W, 4)``: colour sums, then the sum of weights (:func:`homogeneous`).
-    ``state``, the accumulator of a neighbour ``s``, is aligned onto the frame by ``to_s = flow(frame, s)`` and
-    zeroed where ``valid`` is 0.
-
-    Args:
-        own: ``(H, W, 4)`` the frame's own :func:`homogeneous` accumulator.
-        state: ``(H, W, 4)`` float32 accumulator of the neighbour.
-        to_s: ``(1, 2, H, W)`` flow from the frame to the neighbour, pixels.
-        valid: ``(H, W, 1)`` float mask, 1 where the alignment can be trusted.
-        decay: weight of the neighbour's accumulator, in [0, 1).
-
-    Returns:
-        ``(H, W, 4)`` float32 accumulator of the frame.
-    """
-    carried = warp_channels_last(state, to_s)
-    return carried.mul_(valid).mul_(decay).add_(own)
 
 
 @dataclass(frozen=True)

@@ -194,3 +194,22 @@ def test_flow_ignores_smooth_illumination_changes(clean: torch.Tensor) -> None:
     normalised = failing(flow_image(a), flow_image(b_lit))
     assert normalised < failing(a, b_lit)
     assert normalised < failing(flow_image(a), flow_image(b)) + 0.1
+
+
+def test_trajectory_step_follows_the_flow_convention(clean: torch.Tensor) -> None:
+    from coherence.flow import warp
+    from coherence.trajectory import homogeneous, trajectory_step, warp_channels_last
+
+    frame, neighbour = clean[4], clean[5]
+    flow = torch.zeros(1, 2, *frame.shape[-2:])
+    flow[:, 0] = 1.5  # frame(p) ~ neighbour(p + (1.5, 0))
+    flow[:, 1] = -0.5
+    state = homogeneous(neighbour)
+    # the OpenCV path samples like grid_sample (corners aligned, border replicated)
+    expected = warp(state.permute(2, 0, 1)[None], flow)[0].permute(1, 2, 0)
+    torch.testing.assert_close(warp_channels_last(state, flow), expected, atol=2e-3, rtol=0)
+    valid = torch.ones(*frame.shape[-2:], 1)
+    valid[:, :10] = 0.0
+    out = trajectory_step(homogeneous(frame), state, flow, valid, decay=0.5)
+    torch.testing.assert_close(out[:, 10:], homogeneous(frame)[:, 10:] + 0.5 * expected[:, 10:], atol=2e-3, rtol=0)
+    torch.testing.assert_close(out[:, :10], homogeneous(frame)[:, :10])  # an occluded trajectory restarts

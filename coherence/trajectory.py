@@ -1,0 +1,56 @@
+"""Filtering along flow trajectories: the accumulators and the one step of :mod:`coherence.smooth`'s temporal
+filter.
+
+An accumulator is a channels-last ``(H, W, 4)`` float32 tensor: colour sums, then the sum of weights, so that a
+normalised filter is a sum of accumulators divided by its last channel. On the CPU the warps run in OpenCV on
+all four channels at once.
+"""
+
+from __future__ import annotations
+
+import cv2
+import torch
+
+from coherence.flow.ops import pixel_grid, warp
+
+
+def homogeneous(frame: torch.Tensor) -> torch.Tensor:
+    """A ``(3, H, W)`` frame as the channels-last accumulator ``(H, W, 4)`` of :func:`trajectory_step`:
+    colour, then weight 1."""
+    return torch.cat((frame, torch.ones_like(frame[:1]))).permute(1, 2, 0).contiguous()
+
+
+def warp_channels_last(state: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Bilinear backward warp of a channels-last ``(H, W, C)`` image by a full-size ``(1, 2, H, W)`` flow (the
+    :func:`coherence.flow.ops.warp` convention, border replicated). On the CPU one OpenCV ``remap`` samples all
+    channels at once (about three times faster than plane by plane)."""
+    if state.device.type != "cpu":
+        return warp(state.permute(2, 0, 1)[None], flow)[0].permute(1, 2, 0)
+    h, w = state.shape[:2]
+    grid = pixel_grid(h, w)
+    flow_np = flow[0].numpy()
+    out = cv2.remap(state.numpy(), grid[0] + flow_np[0], grid[1] + flow_np[1], cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE)
+    return torch.from_numpy(out.reshape(h, w, -1))
+
+
+def trajectory_step(own: torch.Tensor, state: torch.Tensor, to_s: torch.Tensor, valid: torch.Tensor, *,
+                    decay: float) -> torch.Tensor:
+    """One step of a normalised exponential filter along the flow: ``own + decay * valid * warp(state)``.
+
+    Accumulators are channels-last ``(H, W, 4)``: colour sums, then the sum of weights (:func:`homogeneous`).
+    ``state``, the accumulator of a neighbour ``s``, is aligned onto the frame by ``to_s = flow(frame, s)`` and
+    zeroed where ``valid`` is 0.
+
+    Args:
+        own: ``(H, W, 4)`` the frame's own :func:`homogeneous` accumulator.
+        state: ``(H, W, 4)`` float32 accumulator of the neighbour.
+        to_s: ``(1, 2, H, W)`` flow from the frame to the neighbour, pixels.
+        valid: ``(H, W, 1)`` float mask, 1 where the alignment can be trusted.
+        decay: weight of the neighbour's accumulator, in [0, 1).
+
+    Returns:
+        ``(H, W, 4)`` float32 accumulator of the frame.
+    """
+    carried = warp_channels_last(state, to_s)
+    return carried.mul_(valid).mul_(decay).add_(own)
