@@ -103,10 +103,10 @@ class _Record:
     to_prev_thumb: torch.Tensor | None = None  # flow(t, t-1) on the thumbnail grid
     corrected: torch.Tensor | None = None  # (3, H, W) after the illumination correction
     own: torch.Tensor | None = None  # (H, W, 4) homogeneous(corrected), made once
-    to_next: torch.Tensor | None = None  # flow(t, t+1) between corrected frames, trajectory resolution
-    to_prev: torch.Tensor | None = None  # flow(t, t-1) between corrected frames
-    valid_next: torch.Tensor | None = None  # (1, H, W) 1 where to_next passes the occlusion tests
-    valid_prev: torch.Tensor | None = None  # (1, H, W) 1 where to_prev passes the occlusion tests
+    to_next: torch.Tensor | None = None  # (1, 2, H, W) flow(t, t+1) between corrected frames, full size
+    to_prev: torch.Tensor | None = None  # (1, 2, H, W) flow(t, t-1) between corrected frames
+    valid_next: torch.Tensor | None = None  # (H, W, 1) 1 where to_next passes the occlusion tests
+    valid_prev: torch.Tensor | None = None  # (H, W, 1) 1 where to_prev passes the occlusion tests
     link: Future[None] | None = None  # the trajectory flows of (t, t+1), being estimated in the background
 
 
