@@ -105,8 +105,8 @@ class _Record:
     own: torch.Tensor | None = None  # (H, W, 4) homogeneous(corrected), made once
     to_next: torch.Tensor | None = None  # (1, 2, H, W) flow(t, t+1) between corrected frames, full size
     to_prev: torch.Tensor | None = None  # (1, 2, H, W) flow(t, t-1) between corrected frames
-    valid_next: torch.Tensor | None = None  # (H, W, 1) 1 where to_next passes the occlusion tests
-    valid_prev: torch.Tensor | None = None  # (H, W, 1) 1 where to_prev passes the occlusion tests
+    weight_next: torch.Tensor | None = None  # (H, W, 1) decay where to_next passes the occlusion tests, else 0
+    weight_prev: torch.Tensor | None = None  # (H, W, 1) decay where to_prev passes the occlusion tests, else 0
     link: Future[None] | None = None  # the trajectory flows of (t, t+1), being estimated in the background
 
 
@@ -285,7 +285,9 @@ class _Run:
         valid = resize(1.0 - invalid, (h, w), mode="bilinear").permute(0, 2, 3, 1)
         flows = resize_flow(flows, (h, w))
         a.to_next, b.to_prev = flows[:1], flows[1:]
-        a.valid_next, b.valid_prev = valid[0], valid[1]
+        # each neighbour's weight in the filter: the decay where its alignment holds, 0 where it does not
+        weight = valid.mul_(self.decay)
+        a.weight_next, b.weight_prev = weight[0], weight[1]
 
     def _sigma(self, record: _Record) -> float:
         return self.s.settings.field_scale * max(record.thumb[0].shape[-2:])
@@ -353,12 +355,10 @@ class _Run:
         if t > 0 and t - 1 in self.records:
             self._linked(t - 1)
         record = self._linked(t)
-        decay = self.decay
         own = cast(torch.Tensor, record.own)
         forward = own
         if self.forward is not None and self.forward[0] == t - 1 and record.to_prev is not None:
-            forward = trajectory_step(own, self.forward[1], record.to_prev, cast(torch.Tensor, record.valid_prev),
-                                      decay=decay)
+            forward = trajectory_step(own, self.forward[1], record.to_prev, cast(torch.Tensor, record.weight_prev))
         self.forward = (t, forward)
         if t not in self.backward:
             self._backward_block(t)
@@ -377,7 +377,7 @@ class _Run:
         for s in reversed(indices[:-1]):
             near = self._linked(s)
             state = trajectory_step(cast(torch.Tensor, near.own), state, cast(torch.Tensor, near.to_next),
-                                    cast(torch.Tensor, near.valid_next), decay=self.decay)
+                                    cast(torch.Tensor, near.weight_next))
             if s in block:
                 self.backward[s] = state
 

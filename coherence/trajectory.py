@@ -34,23 +34,20 @@ def warp_channels_last(state: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out.reshape(h, w, -1))
 
 
-def trajectory_step(own: torch.Tensor, state: torch.Tensor, to_s: torch.Tensor, valid: torch.Tensor, *,
-                    decay: float) -> torch.Tensor:
-    """One step of a normalised exponential filter along the flow: ``own + decay * valid * warp(state)``.
+def trajectory_step(own: torch.Tensor, state: torch.Tensor, to_s: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """One step of a normalised exponential filter along the flow: ``own + weight * warp(state)``.
 
     Accumulators are channels-last ``(H, W, 4)``: colour sums, then the sum of weights (:func:`homogeneous`).
     ``state``, the accumulator of a neighbour ``s``, is aligned onto the frame by ``to_s = flow(frame, s)`` and
-    zeroed where ``valid`` is 0.
+    weighted per pixel: the filter's decay where the alignment can be trusted, 0 where the trajectory breaks.
 
     Args:
         own: ``(H, W, 4)`` the frame's own :func:`homogeneous` accumulator.
         state: ``(H, W, 4)`` float32 accumulator of the neighbour.
         to_s: ``(1, 2, H, W)`` flow from the frame to the neighbour, pixels.
-        valid: ``(H, W, 1)`` float mask, 1 where the alignment can be trusted.
-        decay: weight of the neighbour's accumulator, in [0, 1).
+        weight: ``(H, W, 1)`` float in [0, 1): the neighbour accumulator's weight at each pixel.
 
     Returns:
         ``(H, W, 4)`` float32 accumulator of the frame.
     """
-    carried = warp_channels_last(state, to_s)
-    return carried.mul_(valid).mul_(decay).add_(own)
+    return warp_channels_last(state, to_s).mul_(weight).add_(own)

@@ -208,8 +208,8 @@ def test_trajectory_step_follows_the_flow_convention(clean: torch.Tensor) -> Non
     # the OpenCV path samples like grid_sample (corners aligned, border replicated)
     expected = warp(state.permute(2, 0, 1)[None], flow)[0].permute(1, 2, 0)
     torch.testing.assert_close(warp_channels_last(state, flow), expected, atol=2e-3, rtol=0)
-    valid = torch.ones(*frame.shape[-2:], 1)
-    valid[:, :10] = 0.0
-    out = trajectory_step(homogeneous(frame), state, flow, valid, decay=0.5)
+    weight = torch.full((*frame.shape[-2:], 1), 0.5)
+    weight[:, :10] = 0.0
+    out = trajectory_step(homogeneous(frame), state, flow, weight)
     torch.testing.assert_close(out[:, 10:], homogeneous(frame)[:, 10:] + 0.5 * expected[:, 10:], atol=2e-3, rtol=0)
     torch.testing.assert_close(out[:, :10], homogeneous(frame)[:, :10])  # an occluded trajectory restarts
