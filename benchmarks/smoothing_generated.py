@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
-import os
 import statistics
 import sys
 from pathlib import Path
 
 import torch
 
+from benchmarks.cases import SHARED_CLIPS
 from benchmarks.ffmpeg_filters import apply_ffmpeg_filter
 from benchmarks.smoothing import BEST_FFMPEG
 from coherence.errors import InputError
@@ -37,11 +37,10 @@ from coherence.smooth import SMOOTH_PRESETS, smooth
 
 log = logging.getLogger(__name__)
 
-CLIPS = Path(os.environ.get("COHERENCE_SHARED_CLIPS", Path(__file__).resolve().parents[2] / "shared" / "clips"))
 SUFFIXES = (".gif", ".mp4")
 
 
-def clip_paths(root: Path = CLIPS) -> list[Path]:
+def clip_paths(root: Path = SHARED_CLIPS) -> list[Path]:
     """The generated clips, sorted (generator folder, then name)."""
     paths = sorted(p for p in root.glob("*/*") if p.suffix.lower() in SUFFIXES)
     if not paths:

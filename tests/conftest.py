@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
+from benchmarks.cases import SHARED_CLIPS
 from coherence.io.ffmpeg import ffmpeg_exe
 
 # one intra-op thread: the suite's tensors are small, and oversubscribed OpenMP threads on a 2-core machine make
 # small ops many times slower than running them on one
 torch.set_num_threads(1)
-
-SHARED_CLIPS = Path(os.environ.get("COHERENCE_SHARED_CLIPS",
-                            Path(__file__).resolve().parents[2] / "shared" / "clips"))
 
 
 def make_media(path: Path, *args: str) -> Path:
