@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -215,11 +215,12 @@ class Interpolator:
                     yield sample.frame if prev is None else prev.frame
                 elif sample.cut:
                     yield prev.frame if pos < sample.first else sample.frame
-                elif prev.frame is sample.frame or sample.coarse is None:
+                elif prev.frame is sample.frame:
                     yield prev.frame
-                else:
+                else:  # a time strictly between two distinct images: add() started their flows (_needs_flow)
                     t = float((pos - prev.position) / (sample.position - prev.position))
-                    yield synthesise(prev.frame[None], sample.frame[None], t, sample.coarse.result(),
+                    coarse = cast("Future[tuple[torch.Tensor, ...]]", sample.coarse).result()
+                    yield synthesise(prev.frame[None], sample.frame[None], t, coarse,
                                       alpha=self.alpha, mode="bicubic")[0]
                 state["k"] += 1
             sample.coarse = None

@@ -20,8 +20,9 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
 
 Frame ``t`` carries the largest weight and its neighbours are aligned onto it, so motion is neither lagged nor
 averaged away (the output stays nearest its own input frame); where the flow cannot follow (occlusions,
-motion boundaries) a pixel keeps its own value. Memory holds ``radius + lookahead`` frames ahead and one
-accumulator behind, whatever the clip's length.
+motion boundaries) a pixel keeps its own value. Memory holds ``radius + 2 * lookahead`` frames ahead (the
+anti-causal pass runs once per block of ``lookahead`` frames) and one accumulator behind, whatever the clip's
+length.
 """
 
 from __future__ import annotations
