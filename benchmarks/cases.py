@@ -61,3 +61,9 @@ def degraded_clip(name: str, artifacts: Artifacts, *, seed: int = 0,
     """A real clip and its degraded version ``(T, 3, H, W)`` (8-bit levels), with artefacts drawn from ``seed``."""
     clip = real_clip(name, frames)
     return clip, quantise(degrade(clip.frames, artifacts, seed=seed))
+
+
+def ping_pong(frames: torch.Tensor, length: int) -> torch.Tensor:
+    """``(T, 3, H, W)`` played forwards, backwards, forwards... to ``length`` frames (no jump anywhere)."""
+    loop = torch.cat([frames, frames.flip(0)[1:-1]])
+    return loop.repeat((length + len(loop) - 1) // len(loop), 1, 1, 1)[:length]

@@ -40,7 +40,7 @@ from pathlib import Path
 import kornia
 import torch
 
-from benchmarks.cases import SHARED_CLIPS, quantise, real_clip
+from benchmarks.cases import SHARED_CLIPS, ping_pong, quantise, real_clip
 from benchmarks.ffmpeg_filters import apply_ffmpeg_filter
 from coherence.clip import Clip
 from coherence.interpolate import Interpolator
@@ -172,12 +172,6 @@ def _unseen(frames: int) -> list[tuple[str, torch.Tensor, Fraction]]:
         clip = read_clip(path, max_frames=frames)
         found.append((path.stem, clip.frames, clip.fps))
     return found
-
-
-def ping_pong(frames: torch.Tensor, length: int) -> torch.Tensor:
-    """``(T, 3, H, W)`` played forwards, backwards, forwards... to ``length`` frames (no jump anywhere)."""
-    loop = torch.cat([frames, frames.flip(0)[1:-1]])
-    return loop.repeat((length + len(loop) - 1) // len(loop), 1, 1, 1)[:length]
 
 
 def run(out: Path, *, quick: bool = False, unseen: bool = False, repeat: int = 3, long: int = 0) -> list[Row]:

@@ -33,7 +33,7 @@ from pathlib import Path
 import kornia
 import torch
 
-from benchmarks.cases import RealClip, degraded_clip
+from benchmarks.cases import RealClip, degraded_clip, ping_pong
 from benchmarks.ffmpeg_filters import apply_ffmpeg_filter
 from coherence.clip import Clip
 from coherence.io import write_clip
@@ -150,8 +150,7 @@ def speed(frames: int, *, preset: str = "default") -> dict[str, object]:
     cost of starting Python and torch (seconds) does not stand in for the throughput.
     """
     clip, degraded = degraded_clip("bunny", artifact_preset("flicker"), seed=0)
-    loop = torch.cat([degraded, degraded.flip(0)])
-    degraded = loop.repeat((frames + len(loop) - 1) // len(loop), 1, 1, 1)[:frames]
+    degraded = ping_pong(degraded, frames)
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "input.mp4"
         write_clip(Clip(degraded, clip.fps, {}), source)
