@@ -15,6 +15,10 @@ import torch.nn.functional as F
 
 from coherence.errors import InputError
 
+# the occlusion test's thresholds (see occlusion_mask): forward-backward consistency, then motion boundaries
+_FB_RELATIVE, _FB_ABSOLUTE = 0.01, 0.5
+_EDGE_RELATIVE, _EDGE_ABSOLUTE = 0.01, 0.002
+
 _GRIDS: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
 
 
@@ -104,8 +108,8 @@ def occlusion_mask(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tenso
     back_w = warp(backward, forward)
     fb_sq = (forward + back_w).square().sum(1, keepdim=True)
     mag_sq = forward.square().sum(1, keepdim=True) + back_w.square().sum(1, keepdim=True)
-    inconsistent = fb_sq > 0.01 * mag_sq + 0.5
-    boundary = _spatial_gradient_sq(forward) > 0.01 * forward.square().sum(1, keepdim=True) + 0.002
+    inconsistent = fb_sq > _FB_RELATIVE * mag_sq + _FB_ABSOLUTE
+    boundary = _spatial_gradient_sq(forward) > _EDGE_RELATIVE * forward.square().sum(1, keepdim=True) + _EDGE_ABSOLUTE
     occluded = inconsistent | boundary | (out_of_frame(forward) > 0)
     return occluded.to(forward.dtype)
 
@@ -131,11 +135,11 @@ def _occlusion_cpu(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
                        borderMode=cv2.BORDER_REPLICATE)
     fx, fy, bx, by = forward[0], forward[1], back_w[..., 0], back_w[..., 1]
     fwd_sq = fx * fx + fy * fy
-    inconsistent = (fx + bx) ** 2 + (fy + by) ** 2 > 0.01 * (fwd_sq + bx * bx + by * by) + 0.5
+    inconsistent = (fx + bx) ** 2 + (fy + by) ** 2 > _FB_RELATIVE * (fwd_sq + bx * bx + by * by) + _FB_ABSOLUTE
     grad_sq = np.zeros((h, w), np.float32)
     grad_sq[:, :-1] += np.square(fx[:, 1:] - fx[:, :-1]) + np.square(fy[:, 1:] - fy[:, :-1])
     grad_sq[:-1, :] += np.square(fx[1:, :] - fx[:-1, :]) + np.square(fy[1:, :] - fy[:-1, :])
-    boundary = grad_sq > 0.01 * fwd_sq + 0.002
+    boundary = grad_sq > _EDGE_RELATIVE * fwd_sq + _EDGE_ABSOLUTE
     outside = (map_x < 0) | (map_x > w - 1) | (map_y < 0) | (map_y > h - 1)
     return (inconsistent | boundary | outside).astype(np.float32)[None]
 
