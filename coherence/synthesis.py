@@ -15,11 +15,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from coherence.deflicker import resize
 from coherence.errors import InputError
 from coherence.flow import resize_flow, warp
-from coherence.flow.ops import pixel_grid
+from coherence.flow.ops import base_grid, pixel_grid
 
 
 def intermediate_flows(flow_ab: torch.Tensor, flow_ba: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,9 +35,8 @@ def splat(values: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Forward (summation) splatting: add each pixel's ``values`` ``(N, C, H, W)`` bilinearly at ``p + flow(p)``
     (``flow`` ``(N, 2, H, W)`` pixels); returns the ``(N, C, H, W)`` sums, targets outside the frame dropped."""
     n, c, h, w = values.shape
-    ys, xs = torch.meshgrid(torch.arange(h, device=flow.device, dtype=flow.dtype),
-                            torch.arange(w, device=flow.device, dtype=flow.dtype), indexing="ij")
-    x, y = xs + flow[:, 0], ys + flow[:, 1]
+    grid = base_grid(h, w, flow.device, flow.dtype)[0]
+    x, y = grid[0] + flow[:, 0], grid[1] + flow[:, 1]
     x0, y0 = x.floor(), y.floor()
     fx, fy = x - x0, y - y0
     x0, y0 = x0.long(), y0.long()
@@ -141,17 +140,8 @@ def coarse_pair(a: torch.Tensor, b: torch.Tensor, *, flow_ab: torch.Tensor, flow
     small = (max(8, round(size[0] * motion_scale)), max(8, round(size[1] * motion_scale)))
     if small[0] >= size[0] or small[1] >= size[1]:
         return a, b, flow_ab, flow_ba
-    return _area(a, small), _area(b, small), resize_flow(flow_ab, small), resize_flow(flow_ba, small)
-
-
-def _area(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Area-average ``(N, C, H, W)`` down to ``size``; on the CPU by OpenCV (several times faster than torch,
-    and the same averages where the ratio is a whole number)."""
-    if frames.device.type != "cpu" or frames.dtype != torch.float32:
-        return F.interpolate(frames, size=size, mode="area")
-    planes = frames.contiguous().reshape(-1, *frames.shape[-2:]).numpy()
-    out = np.stack([cv2.resize(plane, size[::-1], interpolation=cv2.INTER_AREA) for plane in planes])
-    return torch.from_numpy(out).view(*frames.shape[:2], *size)
+    return (resize(a, small, mode="area"), resize(b, small, mode="area"), resize_flow(flow_ab, small),
+            resize_flow(flow_ba, small))
 
 
 def synthesise(a: torch.Tensor, b: torch.Tensor, t: float, coarse: tuple[torch.Tensor, ...], *, alpha: float,

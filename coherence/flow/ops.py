@@ -22,8 +22,9 @@ _EDGE_RELATIVE, _EDGE_ABSOLUTE = 0.01, 0.002
 _GRIDS: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
 
 
-def _base_grid(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Pixel coordinates ``(1, 2, H, W)`` (x then y), cached per size and device."""
+def base_grid(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Pixel coordinates ``(1, 2, H, W)`` (x then y) as a tensor, cached per size and device: never write into it
+    (:func:`pixel_grid` is the NumPy twin for OpenCV)."""
     key = (h, w, device, dtype)
     grid = _GRIDS.get(key)
     if grid is None:
@@ -61,7 +62,7 @@ def warp(image: torch.Tensor, flow: torch.Tensor, *, mode: str = "bilinear") -> 
     """
     _check_flow(image, flow)
     n, _, h, w = image.shape
-    coords = _base_grid(h, w, flow.device, flow.dtype) + flow
+    coords = base_grid(h, w, flow.device, flow.dtype) + flow
     # normalise to [-1, 1] with align_corners=True: pixel centres at -1 and 1 for the first and last pixel
     gx = coords[:, 0] * (2.0 / max(w - 1, 1)) - 1.0
     gy = coords[:, 1] * (2.0 / max(h - 1, 1)) - 1.0
@@ -72,7 +73,7 @@ def warp(image: torch.Tensor, flow: torch.Tensor, *, mode: str = "bilinear") -> 
 def out_of_frame(flow: torch.Tensor) -> torch.Tensor:
     """``(N, 1, H, W)`` float mask, 1 where ``p + flow(p)`` falls outside the image."""
     _, _, h, w = flow.shape
-    coords = _base_grid(h, w, flow.device, flow.dtype) + flow
+    coords = base_grid(h, w, flow.device, flow.dtype) + flow
     outside = (coords[:, 0] < 0) | (coords[:, 0] > w - 1) | (coords[:, 1] < 0) | (coords[:, 1] > h - 1)
     return outside[:, None].to(flow.dtype)
 
