@@ -31,7 +31,7 @@ import torch
 
 from coherence.clip import parse_fps
 from coherence.errors import ConfigError, InputError
-from coherence.flow import FlowEstimator, get_flow
+from coherence.flow import FlowEstimator, flow_both_ways, get_flow
 from coherence.scenes import SceneCutDetector
 from coherence.synthesis import coarse_pair, synthesise
 
@@ -166,8 +166,8 @@ class Interpolator:
 
     def _coarse(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Both flows of a pair of ``(3, H, W)`` frames, and the :func:`coarse_pair` every ``t`` between uses."""
-        flow_ab, flow_ba = self.flow(a[None], b[None]).to(self.device), self.flow(b[None], a[None]).to(self.device)
-        return coarse_pair(a[None], b[None], flow_ab=flow_ab, flow_ba=flow_ba)
+        flow_ab, flow_ba = flow_both_ways(self.flow, a[None], b[None])
+        return coarse_pair(a[None], b[None], flow_ab=flow_ab.to(self.device), flow_ba=flow_ba.to(self.device))
 
     def _needs_flow(self, prev: _Sample, sample: _Sample, step: Fraction) -> bool:
         """Whether an output time falls strictly between two samples that are neither a cut nor one image."""

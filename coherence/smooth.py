@@ -20,9 +20,9 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
 
 Frame ``t`` carries the largest weight and its neighbours are aligned onto it, so motion is neither lagged nor
 averaged away (the output stays nearest its own input frame); where the flow cannot follow (occlusions,
-motion boundaries) a pixel keeps its own value. Memory holds ``radius + 2 * lookahead`` frames ahead (the
-anti-causal pass runs once per block of ``lookahead`` frames) and one accumulator behind, whatever the clip's
-length.
+motion boundaries) a pixel keeps its own value. Memory holds ``radius + 3 * lookahead`` frames ahead (the
+anti-causal pass runs once per block of ``lookahead`` frames and reads two blocks; one more keeps the flow thread
+busy) and one accumulator behind, whatever the clip's length.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from coherence.deflicker import (
     window_flows,
 )
 from coherence.errors import ConfigError, InputError
-from coherence.flow import FlowEstimator, get_flow
+from coherence.flow import FlowEstimator, flow_both_ways, get_flow
 from coherence.flow.ops import occlusion_mask, resize_flow
 from coherence.scenes import SceneCutDetector
 from coherence.trajectory import homogeneous, trajectory_step
@@ -108,7 +108,7 @@ class _Record:
     to_prev: torch.Tensor | None = None  # (1, 2, H, W) flow(t, t-1) between corrected frames
     weight_next: torch.Tensor | None = None  # (H, W, 1) decay where to_next passes the occlusion tests, else 0
     weight_prev: torch.Tensor | None = None  # (H, W, 1) decay where to_prev passes the occlusion tests, else 0
-    link: Future[None] | None = None  # the trajectory flows of (t, t+1), being estimated in the background
+    link: Future[torch.Tensor] | None = None  # the trajectory flows of (t, t+1), being estimated in the background
 
 
 class Smoother:
@@ -161,7 +161,7 @@ class Smoother:
         # the illumination step only needs coarse alignment of thumbnails: DIS ultrafast on flow_image
         self.align_flow = get_flow("dis", preset="ultrafast", device=self.device)
         # the Stage's context on each side, at 30 fps (the illumination window is in seconds)
-        self.radius = self.illumination_radius(Fraction(30)) + 2 * self.lookahead
+        self.radius = self.illumination_radius(Fraction(30)) + 3 * self.lookahead
 
     @property
     def decay(self) -> float:
@@ -189,7 +189,7 @@ class Smoother:
     def process(self, frames: Iterable[torch.Tensor], fps: Fraction) -> Iterator[torch.Tensor]:
         """Smooth a stream of ``(3, H, W)`` float32 frames in [0, 1]; yields as many frames, same size.
 
-        Frames are yielded about ``illumination_radius(fps) + 2 * lookahead`` frames after they arrive (sooner at a
+        Frames are yielded about ``illumination_radius(fps) + 3 * lookahead`` frames after they arrive (sooner at a
         cut or at the end).
 
         Raises:
@@ -267,27 +267,31 @@ class _Run:
 
     def _link_thumbs(self, a: _Record, b: _Record) -> None:
         """Both coarse flows of a consecutive pair, for the illumination step, on the thumbnail grid."""
-        flows = self.s.align_flow(torch.cat([a.half, b.half]), torch.cat([b.half, a.half]))
+        forward, backward = flow_both_ways(self.s.align_flow, a.half, b.half)
         size = a.thumb[0].shape[-2:]
-        a.to_next_thumb = resize_flow(flows[:1], size, align_corners=False)
-        b.to_prev_thumb = resize_flow(flows[1:], size, align_corners=False)
+        a.to_next_thumb = resize_flow(forward, size, align_corners=False)
+        b.to_prev_thumb = resize_flow(backward, size, align_corners=False)
 
-    def _link_frames(self, a: _Record, b: _Record) -> None:
-        """Both trajectory flows of a consecutive pair of corrected frames, and their occlusion tests."""
+    def _link_frames(self, a: _Record, b: _Record) -> torch.Tensor:
+        """Both trajectory flows ``(2, 2, h, w)`` of a consecutive pair of corrected frames, on the flow's grid
+        (run on the flow thread: nothing else, so that it keeps pace with this one)."""
         first, second = cast(torch.Tensor, a.corrected)[None], cast(torch.Tensor, b.corrected)[None]
         h, w = first.shape[-2:]
         if self.s.flow_scale < 1.0:
             size = (max(8, round(h * self.s.flow_scale)), max(8, round(w * self.s.flow_scale)))
             first, second = resize(first, size, mode="area"), resize(second, size, mode="area")
-        flows = self.s.flow(torch.cat([first, second]), torch.cat([second, first]))
+        return torch.cat(flow_both_ways(self.s.flow, first, second))
+
+    def _weigh(self, a: _Record, b: _Record, flows: torch.Tensor) -> None:
+        """The pair's full-size flows and each neighbour's weight in the filter: the decay where its alignment
+        passes the occlusion tests, 0 where it does not."""
+        h, w = a.frame.shape[-2:]
         # the occlusion tests on the flow's own grid (on a coarser one the motion-boundary test, in pixels of that
         # grid, rejects more and the trajectories break early)
         invalid = torch.cat((occlusion_mask(flows[:1], flows[1:]), occlusion_mask(flows[1:], flows[:1])))
-        valid = resize(1.0 - invalid, (h, w), mode="bilinear").permute(0, 2, 3, 1)
+        weight = resize(1.0 - invalid, (h, w), mode="bilinear").permute(0, 2, 3, 1).mul_(self.decay)
         flows = resize_flow(flows, (h, w))
         a.to_next, b.to_prev = flows[:1], flows[1:]
-        # each neighbour's weight in the filter: the decay where its alignment holds, 0 where it does not
-        weight = valid.mul_(self.decay)
         a.weight_next, b.weight_prev = weight[0], weight[1]
 
     def _sigma(self, record: _Record) -> float:
@@ -336,7 +340,7 @@ class _Run:
         """Record ``t`` once the trajectory flows between it and ``t + 1`` are there (if that pair is linked)."""
         record = self.records[t]
         if record.link is not None:
-            record.link.result()
+            self._weigh(record, self.records[t + 1], record.link.result())
             record.link = None
         return record
 
@@ -389,8 +393,10 @@ class _Run:
         while self.next_out < self.next_correct:
             t = self.next_out
             reach = 2 * self.lookahead
+            # a block is filtered once a further block of frames is corrected, so that the flow thread has those
+            # pairs queued while this one filters (without it the two threads take turns, idle a quarter each)
             ready = t in self.backward or self._arrived(t, reach, finished) and (
-                finished or t + reach + 1 < self.next_correct
+                finished or t + reach + self.lookahead < self.next_correct
                 or self.records[self.next_correct - 1].scene != self.records[t].scene)
             if not ready:
                 break

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coherence.errors import ConfigError, InputError
-from coherence.flow import compose_flow, get_flow, occlusion_mask, resize_flow, warp
+from coherence.flow import compose_flow, flow_both_ways, get_flow, occlusion_mask, resize_flow, warp
 
 
 def _texture(h: int = 48, w: int = 64, seed: int = 0) -> torch.Tensor:
@@ -87,6 +87,26 @@ def test_dis_at_reduced_scale_returns_full_size_flow() -> None:
     est = get_flow("dis", scale=0.5)(a, b)
     assert est.shape == (1, 2, 48, 64)
     assert abs(float(est[0, 0, 10:-10, 10:-10].median()) - 4) < 0.5
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_both_ways_matches_two_calls_and_the_generic_batch(scale: float) -> None:
+    a = _texture(seed=3)
+    b = torch.roll(a, shifts=(1, -3), dims=(2, 3))
+    dis = get_flow("dis", scale=scale)
+    forward, backward = flow_both_ways(dis, a, b)
+    assert torch.equal(forward, dis(a, b)) and torch.equal(backward, dis(b, a))
+    assert abs(float(forward[0, 0, 10:-10, 10:-10].median()) + 3) < 0.5
+    assert abs(float(backward[0, 0, 10:-10, 10:-10].median()) - 3) < 0.5
+
+    class OneWay:  # a backend without both_ways gets one batch of both directions
+        name, device, needs_weights = "one-way", torch.device("cpu"), False
+
+        def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return dis(x, y)
+
+    generic = flow_both_ways(OneWay(), a, b)
+    assert torch.equal(generic[0], forward) and torch.equal(generic[1], backward)
 
 
 def test_bad_arguments_raise_typed_errors() -> None:

@@ -59,6 +59,19 @@ def get_flow(name: str | FlowEstimator = "dis", **options: Any) -> FlowEstimator
     return factory(**options)
 
 
+def flow_both_ways(estimator: FlowEstimator, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(flow(a, b), flow(b, a))`` for two ``(N, 3, H, W)`` batches in [0, 1], each ``(N, 2, H, W)``.
+
+    A backend with a ``both_ways`` method (the OpenCV ones: each frame is converted once) computes them itself;
+    any other gets one batch of ``2N`` pairs.
+    """
+    both_ways = getattr(estimator, "both_ways", None)
+    if both_ways is not None:
+        return both_ways(a, b)
+    flows = estimator(torch.cat([a, b]), torch.cat([b, a]))
+    return flows[: a.shape[0]], flows[a.shape[0]:]
+
+
 def check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
     """Validate two ``(N, 3, H, W)`` batches of the same shape."""
     if a.ndim != 4 or a.shape[1] != 3 or a.shape != b.shape:
