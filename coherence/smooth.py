@@ -53,7 +53,7 @@ from coherence.errors import ConfigError, InputError
 from coherence.flow import FlowEstimator, flow_both_ways, get_flow
 from coherence.flow.ops import occlusion_mask, resize_flow
 from coherence.scenes import SceneCutDetector
-from coherence.trajectory import homogeneous, trajectory_step
+from coherence.trajectory import homogeneous, normalise, trajectory_step
 
 log = logging.getLogger(__name__)
 
@@ -367,8 +367,7 @@ class _Run:
         self.forward = (t, forward)
         if t not in self.backward:
             self._backward_block(t)
-        total = forward + self.backward.pop(t) - own
-        return total[..., :3].div_(total[..., 3:].clamp_min(1.0)).clamp_(0.0, 1.0).permute(2, 0, 1).contiguous()
+        return normalise(forward + self.backward.pop(t) - own)
 
     def _backward_block(self, t: int) -> None:
         """Anti-causal accumulators of frames ``t .. t + lookahead - 1``, from one pass that starts up to

@@ -9,15 +9,30 @@ all four channels at once.
 from __future__ import annotations
 
 import cv2
+import numpy as np
 import torch
 
 from coherence.flow.ops import pixel_grid, warp
 
 
 def homogeneous(frame: torch.Tensor) -> torch.Tensor:
-    """A ``(3, H, W)`` frame as the channels-last accumulator ``(H, W, 4)`` of :func:`trajectory_step`:
+    """A ``(3, H, W)`` float32 frame as the channels-last accumulator ``(H, W, 4)`` of :func:`trajectory_step`:
     colour, then weight 1."""
-    return torch.cat((frame, torch.ones_like(frame[:1]))).permute(1, 2, 0).contiguous()
+    if frame.device.type != "cpu":
+        return torch.cat((frame, torch.ones_like(frame[:1]))).permute(1, 2, 0).contiguous()
+    planes = frame.contiguous().numpy()
+    return torch.from_numpy(cv2.merge([*planes, np.ones_like(planes[0])]))
+
+
+def normalise(total: torch.Tensor) -> torch.Tensor:
+    """The filtered frame ``(3, H, W)`` in [0, 1] of a channels-last accumulator ``(H, W, 4)``: colour sums over
+    the sum of weights (at least 1, frame ``t``'s own)."""
+    if total.device.type != "cpu":
+        return total[..., :3].div(total[..., 3:].clamp_min(1.0)).clamp_(0.0, 1.0).permute(2, 0, 1).contiguous()
+    *colour, weight = cv2.split(total.numpy())
+    weight = cv2.max(weight, 1.0)
+    planes = np.stack([cv2.divide(plane, weight) for plane in colour])
+    return torch.from_numpy(np.clip(planes, 0.0, 1.0, out=planes))
 
 
 def warp_channels_last(state: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
