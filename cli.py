@@ -166,6 +166,9 @@ def _add_smooth_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strength", type=float, default=1.0, help="0..1, how much is corrected (default 1)")
     p.add_argument("--radius", type=int,
                    help="exposure window in frames on each side (default: the preset's, in seconds)")
+    p.add_argument("--dejitter", type=float, default=0.0, metavar="PX",
+                   help="also move each frame onto its trajectories' smoothed positions, by at most PX pixels, "
+                        "for camera-like shake (default 0: off)")
     p.add_argument("--flow-weights", type=Path, help="local weights file for a RAFT backend")
     _add_motion_options(p, rate_help="then interpolate to this rate in the same pass")
     p.set_defaults(func=_cmd_smooth)
@@ -176,7 +179,7 @@ def _cmd_smooth(args: argparse.Namespace) -> int:
 
     pipeline = Pipeline.from_options(smooth=True, smooth_preset=args.preset, strength=args.strength,
                                      radius=args.radius, factor=args.factor, to_fps=args.to_fps, flow=args.flow,
-                                     flow_weights=args.flow_weights, device=args.device)
+                                     flow_weights=args.flow_weights, dejitter=args.dejitter, device=args.device)
     return _run_pipeline(args, pipeline, "smooth")
 
 

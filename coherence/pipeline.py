@@ -49,11 +49,12 @@ class Pipeline:
     def from_options(cls, *, smooth: bool = False, smooth_preset: str = "default", strength: float = 1.0,
                      radius: int | None = None, factor: int | None = None, to_fps: str | Fraction | None = None,
                      generator: str | None = None, flow: str = "dis", flow_weights: str | Path | None = None,
-                     device: str = "cpu") -> Pipeline:
+                     dejitter: float = 0.0, device: str = "cpu") -> Pipeline:
         """The pipeline that the CLI's options describe: smoothing, then interpolation.
 
         Args:
-            smooth: run a :class:`~coherence.smooth.Smoother` with ``smooth_preset``, ``strength``, ``radius``.
+            smooth: run a :class:`~coherence.smooth.Smoother` with ``smooth_preset``, ``strength``, ``radius``,
+                ``dejitter``.
             factor, to_fps: then interpolate by an integer factor or to a rate (at most one of them).
             generator: a generator preset of :data:`~coherence.interpolate.INTERPOLATION_PRESETS`: its target rate
                 when neither ``factor`` nor ``to_fps`` is given, and its smoothing strength when ``smooth`` is off.
@@ -74,7 +75,7 @@ class Pipeline:
             from coherence.smooth import Smoother
 
             stages.append(Smoother(preset=smooth_preset, strength=strength, radius=radius, flow=flow,
-                                   flow_weights=flow_weights, device=device))
+                                   flow_weights=flow_weights, dejitter=dejitter, device=device))
         if factor is not None or to_fps is not None:
             from coherence.interpolate import Interpolator
 

@@ -17,6 +17,12 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
    This is the minimiser of the warping error along the flow plus a fidelity term to the frame (a
    first-order Whittaker smoother, whose impulse response is that two-sided exponential; the anti-causal
    half is truncated after ``lookahead`` frames, where ``decay ** lookahead`` is negligible).
+3. **Shake** (only with ``dejitter``): the accumulators also carry where each trajectory went; the straight line
+   through its past and its future positions says where the frame's content would be if it moved smoothly
+   (:func:`coherence.trajectory.trajectory_offset`, the median over the frame). What is left of that shift once
+   the mean shift of the ``_JITTER_SPAN`` frames on each side is taken away (their common part is the curvature
+   of real motion) is undone by moving the frame. Off by default: generated clips' own shake is part of what
+   their fidelity and warping error are measured against.
 
 Frame ``t`` carries the largest weight and its neighbours are aligned onto it, so motion is neither lagged nor
 averaged away (the output stays nearest its own input frame); where the flow cannot follow (occlusions,
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,7 +60,7 @@ from coherence.errors import ConfigError, InputError
 from coherence.flow import FlowEstimator, flow_both_ways, get_flow
 from coherence.flow.ops import occlusion_mask, resize_flow
 from coherence.scenes import SceneCutDetector
-from coherence.trajectory import homogeneous, normalise, trajectory_step
+from coherence.trajectory import homogeneous, normalise, trajectory_offset, trajectory_step, warp_channels_last
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,8 @@ _MIN_FLOW_SIDE = 160
 # the anti-causal pass stops where a frame's weight falls below this share of frame t's, or after this many frames
 _NEGLIGIBLE = 0.01
 _MAX_LOOKAHEAD = 16
+# frames on each side whose shifts tell a frame's jitter from the curvature of real motion
+_JITTER_SPAN = 2
 # resolution of the illumination step's flow, as a fraction of the frame size
 _ALIGN_SCALE = 0.5
 
@@ -122,6 +131,10 @@ class Smoother:
         flow: flow backend name or instance for the trajectories (default DIS ``medium``).
         flow_weights: local weights file for a backend that needs weights (RAFT).
         flow_scale: resolution of the trajectory flow, as a fraction of the frame size.
+        dejitter: largest shift in pixels that moves a frame onto its trajectories' smoothed positions
+            (:func:`coherence.trajectory.trajectory_offset`; 0, the default, leaves positions as they are). For
+            camera-like shake: it also takes out the shake that generated clips carry in their content, so their
+            warping error measured with their own flow goes up.
         device: torch device for the computation (``"cpu"``, ``"cuda"``); outputs come back on it.
     """
 
@@ -129,7 +142,7 @@ class Smoother:
 
     def __init__(self, *, preset: str = "default", strength: float = 1.0, radius: int | None = None,
                  flow: str | FlowEstimator = "dis", flow_weights: str | Path | None = None, flow_scale: float = 1.0,
-                 device: str | torch.device = "cpu") -> None:
+                 dejitter: float = 0.0, device: str | torch.device = "cpu") -> None:
         if preset not in SMOOTH_PRESETS:
             raise ConfigError(f"unknown smoothing preset {preset!r}; choose one of {', '.join(SMOOTH_PRESETS)}")
         if not 0.0 <= strength <= 1.0:
@@ -141,8 +154,11 @@ class Smoother:
         self.fixed_radius = radius
         if not 0.1 <= flow_scale <= 1.0:
             raise ConfigError(f"flow scale must be in [0.1, 1], got {flow_scale}")
+        if not 0.0 <= dejitter <= 16.0:
+            raise ConfigError(f"dejitter must be between 0 and 16 pixels, got {dejitter}")
         self.strength = strength
         self.flow_scale = flow_scale
+        self.dejitter = dejitter
         try:
             self.device = torch.device(device)
         except RuntimeError as exc:
@@ -209,6 +225,7 @@ class _Run:
         self.s = smoother
         self.radius = radius
         self.decay = smoother.decay
+        self.dejitter = smoother.strength * smoother.dejitter
         self.lookahead = smoother.lookahead
         self.records: dict[int, _Record] = {}
         self.detector = SceneCutDetector()
@@ -220,6 +237,9 @@ class _Run:
         # computed ahead of their output (one pass per block of frames)
         self.forward: tuple[int, torch.Tensor] | None = None
         self.backward: dict[int, torch.Tensor] = {}
+        # filtered frames not yet emitted (t, scene, accumulator) and recent frames' raw shifts (scene, dx, dy)
+        self.pending: deque[tuple[int, int, torch.Tensor]] = deque()
+        self.shifts: dict[int, tuple[int, float, float]] = {}
         # one background thread estimates the trajectory flows (OpenCV and torch release the GIL) while this one
         # filters earlier frames; one thread, so a flow backend is never called concurrently
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coherence-flow")
@@ -331,7 +351,7 @@ class _Run:
             ratio, weight = aligned_ratios(record.thumb, neighbours, sigma=self._sigma(record))
             field = correction_field(ratio, weight, sigma=self._sigma(record))
             record.corrected = apply_correction(record.frame, field, strength=self.s.strength)
-        record.own = homogeneous(record.corrected)
+        record.own = homogeneous(record.corrected, geometry=self.dejitter > 0)
         previous = self.records.get(t - 1)
         if previous is not None and previous.scene == record.scene:
             previous.link = self.pool.submit(self._link_frames, previous, record)
@@ -354,9 +374,10 @@ class _Run:
             later.append(s)
         return later
 
-    def _output(self, t: int) -> torch.Tensor:
+    def _filter(self, t: int) -> None:
         """Frame ``t`` filtered along its trajectories: a causal and an anti-causal normalised exponential
-        filter (:func:`trajectory_step`), combined so that frame ``t`` counts once."""
+        filter (:func:`trajectory_step`), combined so that frame ``t`` counts once; queued for :meth:`_release`
+        with the shift that would put it on its smoothed trajectories."""
         if t > 0 and t - 1 in self.records:
             self._linked(t - 1)
         record = self._linked(t)
@@ -367,7 +388,36 @@ class _Run:
         self.forward = (t, forward)
         if t not in self.backward:
             self._backward_block(t)
-        return normalise(forward + self.backward.pop(t) - own)
+        backward = self.backward.pop(t)
+        shift = trajectory_offset(forward, backward, limit=self.dejitter) if self.dejitter > 0 else (0.0, 0.0)
+        self.shifts[t] = (record.scene, *shift)
+        self.pending.append((t, record.scene, forward + backward - own))
+
+    def _release(self, *, finished: bool) -> Iterator[torch.Tensor]:
+        """Emit queued frames once the shifts of ``_JITTER_SPAN`` frames on each side are known (or their scene
+        or the stream has ended). Jitter is what is left of a frame's shift after the mean of its neighbours'
+        is taken away: a shift shared by neighbouring frames is the curvature of real motion (a pan that speeds
+        up), which a straight-line trajectory model reads as a shift too."""
+        span = _JITTER_SPAN if self.dejitter > 0 else 0
+        while self.pending:
+            t, scene, total = self.pending[0]
+            later = self.shifts.get(self.next_out - 1)
+            if not (t + span < self.next_out or finished and self.next_out > self.last
+                    or later is not None and later[0] != scene):
+                return
+            self.pending.popleft()
+            if self.dejitter > 0:
+                near = [self.shifts[s][1:] for s in range(t - span, t + span + 1)
+                        if s in self.shifts and self.shifts[s][0] == scene]
+                dx = self.shifts[t][1] - sum(v[0] for v in near) / len(near)
+                dy = self.shifts[t][2] - sum(v[1] for v in near) / len(near)
+                if dx or dy:
+                    # the frame moves onto its smoothed trajectories: sample at p - shift
+                    flow = torch.tensor([-dx, -dy], dtype=total.dtype, device=total.device).view(1, 2, 1, 1)
+                    total = warp_channels_last(total[..., :4].contiguous(), flow.expand(1, 2, *total.shape[:2]))
+            for old in [s for s in self.shifts if s < t - span]:
+                del self.shifts[old]
+            yield normalise(total)
 
     def _backward_block(self, t: int) -> None:
         """Anti-causal accumulators of frames ``t .. t + lookahead - 1``, from one pass that starts up to
@@ -399,11 +449,13 @@ class _Run:
                 or self.records[self.next_correct - 1].scene != self.records[t].scene)
             if not ready:
                 break
-            yield self._output(t)
+            self._filter(t)
             self.next_out += 1
+            yield from self._release(finished=finished)
             keep_from = min(self.next_correct - self.radius, self.next_out - 1)
             for old in [i for i in self.records if i < keep_from]:
                 del self.records[old]
+        yield from self._release(finished=finished)
 
 
 def smooth(frames: torch.Tensor, *, fps: str | float | Fraction = 24, **options: object) -> torch.Tensor:

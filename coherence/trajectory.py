@@ -1,12 +1,16 @@
 """Filtering along flow trajectories: the accumulators and the one step of :mod:`coherence.smooth`'s temporal
-filter.
+filter, and the trajectory's smoothed position (de-jittering).
 
-An accumulator is a channels-last ``(H, W, 4)`` float32 tensor: colour sums, then the sum of weights, so that a
-normalised filter is a sum of accumulators divided by its last channel. On the CPU the warps run in OpenCV on
-all four channels at once.
+An accumulator is a channels-last ``(H, W, C)`` float32 tensor: colour sums, then the sum of weights, so that a
+normalised filter is a sum of accumulators divided by its weight channel. With ``C = 7`` it also carries where
+the trajectory went: the weighted sums of the offset (x, y, pixels) from the frame's pixel to the trajectory's
+position in each frame it passed, and of that frame's distance in time (frames). On the CPU the warps run in
+OpenCV on all channels at once.
 """
 
 from __future__ import annotations
+
+import math
 
 import cv2
 import numpy as np
@@ -14,22 +18,31 @@ import torch
 
 from coherence.flow.ops import pixel_grid, warp
 
+_WEIGHT, _OFFSET, _TIME = 3, slice(4, 6), 6
+# accumulator channels with the trajectory's geometry
+GEOMETRY_CHANNELS = 7
 
-def homogeneous(frame: torch.Tensor) -> torch.Tensor:
-    """A ``(3, H, W)`` float32 frame as the channels-last accumulator ``(H, W, 4)`` of :func:`trajectory_step`:
-    colour, then weight 1."""
+
+def homogeneous(frame: torch.Tensor, *, geometry: bool = False) -> torch.Tensor:
+    """A ``(3, H, W)`` float32 frame as the channels-last accumulator of :func:`trajectory_step`: ``(H, W, 4)``
+    colour then weight 1, or with ``geometry`` ``(H, W, 7)`` followed by offset 0 and time 0 (the frame itself is
+    where its trajectories are, now)."""
+    extra = GEOMETRY_CHANNELS - 4 if geometry else 0
     if frame.device.type != "cpu":
-        return torch.cat((frame, torch.ones_like(frame[:1]))).permute(1, 2, 0).contiguous()
+        ones = torch.ones_like(frame[:1])
+        return torch.cat((frame, ones, ones.new_zeros(extra, *ones.shape[1:]))).permute(1, 2, 0).contiguous()
     planes = frame.contiguous().numpy()
-    return torch.from_numpy(cv2.merge([*planes, np.ones_like(planes[0])]))
+    zeros = np.zeros_like(planes[0])
+    return torch.from_numpy(cv2.merge([*planes, np.ones_like(planes[0]), *[zeros] * extra]))
 
 
 def normalise(total: torch.Tensor) -> torch.Tensor:
-    """The filtered frame ``(3, H, W)`` in [0, 1] of a channels-last accumulator ``(H, W, 4)``: colour sums over
+    """The filtered frame ``(3, H, W)`` in [0, 1] of a channels-last accumulator ``(H, W, C)``: colour sums over
     the sum of weights (at least 1, frame ``t``'s own)."""
     if total.device.type != "cpu":
-        return total[..., :3].div(total[..., 3:].clamp_min(1.0)).clamp_(0.0, 1.0).permute(2, 0, 1).contiguous()
-    *colour, weight = cv2.split(total.numpy())
+        return total[..., :3].div(total[..., _WEIGHT:_WEIGHT + 1].clamp_min(1.0)).clamp_(0.0, 1.0) \
+            .permute(2, 0, 1).contiguous()
+    *colour, weight = cv2.split(np.ascontiguousarray(total.numpy()[..., :4]))
     weight = cv2.max(weight, 1.0)
     planes = np.stack([cv2.divide(plane, weight) for plane in colour])
     return torch.from_numpy(np.clip(planes, 0.0, 1.0, out=planes))
@@ -52,17 +65,62 @@ def warp_channels_last(state: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 def trajectory_step(own: torch.Tensor, state: torch.Tensor, to_s: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """One step of a normalised exponential filter along the flow: ``own + weight * warp(state)``.
 
-    Accumulators are channels-last ``(H, W, 4)``: colour sums, then the sum of weights (:func:`homogeneous`).
-    ``state``, the accumulator of a neighbour ``s``, is aligned onto the frame by ``to_s = flow(frame, s)`` and
-    weighted per pixel: the filter's decay where the alignment can be trusted, 0 where the trajectory breaks.
+    Accumulators are channels-last (:func:`homogeneous`): colour sums, the sum of weights and, with 8 channels,
+    the trajectory's geometry. ``state``, the accumulator of a neighbour ``s``, is aligned onto the frame by
+    ``to_s = flow(frame, s)`` and weighted per pixel: the filter's decay where the alignment can be trusted, 0
+    where the trajectory breaks. Its offsets, relative to the neighbour's pixels, become relative to the frame's
+    by adding ``to_s`` once per unit of weight, and its frames are one step further away in time.
 
     Args:
-        own: ``(H, W, 4)`` the frame's own :func:`homogeneous` accumulator.
-        state: ``(H, W, 4)`` float32 accumulator of the neighbour.
+        own: ``(H, W, C)`` the frame's own :func:`homogeneous` accumulator.
+        state: ``(H, W, C)`` float32 accumulator of the neighbour.
         to_s: ``(1, 2, H, W)`` flow from the frame to the neighbour, pixels.
         weight: ``(H, W, 1)`` float in [0, 1): the neighbour accumulator's weight at each pixel.
 
     Returns:
-        ``(H, W, 4)`` float32 accumulator of the frame.
+        ``(H, W, C)`` float32 accumulator of the frame.
     """
-    return warp_channels_last(state, to_s).mul_(weight).add_(own)
+    warped = warp_channels_last(state, to_s)
+    if warped.shape[-1] == GEOMETRY_CHANNELS:
+        mass = warped[..., _WEIGHT:_WEIGHT + 1]
+        warped[..., _OFFSET].add_(to_s[0].permute(1, 2, 0) * mass)
+        warped[..., _TIME:].add_(mass)
+    return warped.mul_(weight).add_(own)
+
+
+def trajectory_offset(forward: torch.Tensor, backward: torch.Tensor, *, limit: float) -> tuple[float, float]:
+    """How far frame ``t`` sits from where its trajectories would be at ``t`` if they moved smoothly: one shift
+    ``(dx, dy)`` in pixels, to be undone (jitter moves the whole frame; boiling beyond the flow's resolution is
+    the colour filter's business).
+
+    Each side's accumulator (:func:`trajectory_step` with geometry; ``forward`` over ``t`` and earlier frames,
+    ``backward`` over ``t`` and later ones) gives, per pixel, the weighted mean position of the trajectory on that
+    side and its mean distance in time, frame ``t`` itself left out (its position is the jittered one). The
+    straight line through the two means, read at time ``t``, is the smoothed position: constant motion gives 0,
+    a frame displaced against both sides gives that displacement's opposite. The median over the pixels whose
+    trajectories reach both sides is robust to flow failures and to objects that accelerate; it is clamped to
+    ``limit`` pixels, beyond which it is not jitter.
+
+    Args:
+        forward: ``(H, W, 7)`` the causal accumulator of frame ``t``.
+        backward: ``(H, W, 7)`` the anti-causal accumulator of frame ``t``.
+        limit: largest shift magnitude, pixels.
+
+    Returns:
+        ``(dx, dy)``: frame ``t``'s content belongs ``(dx, dy)`` pixels away from where it is (0 where fewer
+        than a tenth of the pixels reach both sides).
+    """
+    sides = []
+    for side in (forward, backward):
+        mass = side[..., _WEIGHT] - 1.0
+        scale = 1.0 / mass.clamp_min(1e-6)[..., None]
+        sides.append((mass, side[..., _OFFSET] * scale, side[..., _TIME:] * scale))
+    (mass_f, offset_f, time_f), (mass_b, offset_b, time_b) = sides
+    both = (mass_f > 1e-3) & (mass_b > 1e-3)
+    if float(both.float().mean()) < 0.1:
+        return 0.0, 0.0
+    offset = ((time_b * offset_f + time_f * offset_b) / (time_f + time_b).clamp_min(1e-6))[both]
+    dx, dy = (float(v) for v in offset.median(0).values)
+    length = math.hypot(dx, dy)
+    scale = min(1.0, limit / length) if length > 0 else 1.0
+    return dx * scale, dy * scale

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from coherence.errors import ConfigError, InputError
-from coherence.smooth import SMOOTH_PRESETS, Smoother, smooth
+from coherence.smooth import _JITTER_SPAN, SMOOTH_PRESETS, Smoother, smooth
 from coherence.stage import Stage
 from generators.artifacts import Artifacts, artifact_preset, degrade
 from generators.synthetic import synthetic_clip
@@ -85,19 +85,20 @@ def test_strength_scales_the_correction(clean: torch.Tensor) -> None:
 @pytest.mark.parametrize("frames,size", [(1, (96, 64)), (2, (96, 64)), (7, (33, 21))])
 def test_frame_count_and_size_kept(frames: int, size: tuple[int, int]) -> None:
     clip = synthetic_clip(frames=frames, size=size, seed=5, artifacts="t2v").degraded.frames
-    for preset in SMOOTH_PRESETS:
-        out = smooth(clip, preset=preset)
+    for preset, dejitter in [*((name, 0.0) for name in SMOOTH_PRESETS), ("default", 3.0)]:
+        out = smooth(clip, preset=preset, dejitter=dejitter)
         assert out.shape == clip.shape and out.dtype == torch.float32
         assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
 
 
-def test_nothing_crosses_a_scene_cut() -> None:
-    clip = synthetic_clip(frames=20, size=SIZE, seed=6, artifacts="flicker", cuts=[9])
+@pytest.mark.parametrize("dejitter", [0.0, 3.0])
+def test_nothing_crosses_a_scene_cut(dejitter: float) -> None:
+    clip = synthetic_clip(frames=20, size=SIZE, seed=6, artifacts="t2v", cuts=[9])
     frames = clip.degraded.frames
-    whole = smooth(frames)
+    whole = smooth(frames, dejitter=dejitter)
     # each scene smoothed on its own gives exactly what the cut clip gives: no frame saw the other scene
-    torch.testing.assert_close(whole[:9], smooth(frames[:9]), atol=1e-5, rtol=0)
-    torch.testing.assert_close(whole[9:], smooth(frames[9:]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(whole[:9], smooth(frames[:9], dejitter=dejitter), atol=1e-5, rtol=0)
+    torch.testing.assert_close(whole[9:], smooth(frames[9:], dejitter=dejitter), atol=1e-5, rtol=0)
 
 
 def test_motion_is_neither_lagged_nor_smeared() -> None:
@@ -123,9 +124,27 @@ def test_still_scene_stays_sharp(clean: torch.Tensor) -> None:
     assert detail(out) > 0.9 * detail(still)
 
 
-def test_streams_lazily() -> None:
+def _inner_psnr(a: torch.Tensor, b: torch.Tensor, margin: int = 6) -> float:
+    """PSNR away from the borders, where a shifted frame has no content to show."""
+    return psnr(a[..., margin:-margin, margin:-margin], b[..., margin:-margin, margin:-margin])
+
+
+def test_dejitter_takes_out_camera_shake_and_leaves_smooth_motion_alone() -> None:
+    clip = synthetic_clip(frames=24, size=(128, 96), seed=5, artifacts=Artifacts(jitter=1.0))  # a pan that shakes
+    clean, shaken = clip.clean.frames, clip.degraded.frames
+    plain = smooth(shaken, fps=24)
+    steady = smooth(shaken, fps=24, dejitter=3.0)
+    assert _inner_psnr(steady, clean) > _inner_psnr(plain, clean) + 1.5
+    # a pan that zooms and objects that move, without shake: the straight-line trajectories read their curvature as
+    # a shift shared by neighbouring frames, which is not jitter and stays
+    assert _inner_psnr(smooth(clean, fps=24, dejitter=3.0), smooth(clean, fps=24)) > 50.0
+    assert torch.equal(smooth(clean, fps=24, dejitter=0.0), smooth(clean, fps=24))
+
+
+@pytest.mark.parametrize("dejitter", [0.0, 3.0])
+def test_streams_lazily(dejitter: float) -> None:
     frames = synthetic_clip(frames=40, size=SIZE, seed=9, artifacts="flicker").degraded.frames
-    smoother = Smoother(preset="light")
+    smoother = Smoother(preset="light", dejitter=dejitter)
     consumed = 0
 
     def source() -> Iterator[torch.Tensor]:
@@ -137,8 +156,9 @@ def test_streams_lazily() -> None:
     stream = smoother.process(source(), Fraction(24))
     next(stream)
     # the illumination window and three lookaheads (the anti-causal pass runs once per block of frames and reads
-    # two; the third keeps the flow thread busy)
-    assert consumed <= smoother.illumination_radius(Fraction(24)) + 3 * smoother.lookahead + 2
+    # two; the third keeps the flow thread busy), and the frames whose shifts tell jitter from motion
+    jitter_span = _JITTER_SPAN if dejitter else 0
+    assert consumed <= smoother.illumination_radius(Fraction(24)) + 3 * smoother.lookahead + 2 + jitter_span
     assert sum(1 for _ in stream) == len(frames) - 1
 
 
@@ -149,6 +169,8 @@ def test_bad_options_and_inputs() -> None:
         Smoother(preset="nope")
     with pytest.raises(ConfigError):
         Smoother(flow="dis", flow_weights="x.pth")
+    with pytest.raises(ConfigError, match="dejitter"):
+        Smoother(dejitter=-1.0)
     with pytest.raises(InputError):
         smooth(torch.rand(4, 1, 8, 8))
 
