@@ -2,7 +2,8 @@
 
 Cases: ``bikes`` and ``bunny`` (first 120 frames, :mod:`benchmarks.cases`), degraded with
 ``artifact_preset("flicker")`` (the issue's protocol) and ``"strong"`` (boiling and jitter too), several seeds.
-Per method and case:
+Methods: each smoothing preset, the default one with ``--dejitter 3`` (full runs), and ffmpeg's chains. Per method
+and case:
 
 - fidelity: PSNR and SSIM against the clean clip;
 - consistency: warping error (Lai et al. 2018, :func:`coherence.metrics.warping.warping_error`) with the flow
@@ -66,9 +67,11 @@ class Setting:
     frames: int
     presets: tuple[str, ...]
     chains: tuple[str, ...]
+    dejitter: float = 0.0  # also the default preset with this --dejitter, if not 0
 
 
-FULL = Setting(("bikes", "bunny"), ("flicker", "strong"), (0, 1, 2), 120, tuple(SMOOTH_PRESETS), tuple(FFMPEG_CHAINS))
+FULL = Setting(("bikes", "bunny"), ("flicker", "strong"), (0, 1, 2), 120, tuple(SMOOTH_PRESETS), tuple(FFMPEG_CHAINS),
+               dejitter=3.0)
 QUICK = Setting(("bikes", "bunny"), ("flicker",), (0,), 48, ("default",), ("ffmpeg-deflicker-hqdn3d",))
 
 
@@ -86,15 +89,18 @@ def ssim(frames: torch.Tensor, reference: torch.Tensor, *, chunk: int = 16) -> f
 
 
 def _methods(setting: Setting) -> dict[str, object]:
-    methods: dict[str, object] = {f"coherence-{p}": p for p in setting.presets}
+    """Method name -> the options of :func:`coherence.smooth.smooth` (a dict) or an ffmpeg filter chain (a str)."""
+    methods: dict[str, object] = {f"coherence-{p}": {"preset": p} for p in setting.presets}
+    if setting.dejitter > 0:
+        methods["coherence-default-dejitter"] = {"preset": "default", "dejitter": setting.dejitter}
     methods.update({name: FFMPEG_CHAINS[name] for name in setting.chains})
     return methods
 
 
 def _run(method: str, spec: object, frames: torch.Tensor, clip: RealClip) -> tuple[torch.Tensor, float]:
-    if method.startswith("coherence-"):
+    if isinstance(spec, dict):
         start = time.perf_counter()
-        out = smooth(frames, fps=clip.fps, preset=str(spec))
+        out = smooth(frames, fps=clip.fps, **spec)
         return out, time.perf_counter() - start
     return apply_ffmpeg_filter(frames, clip.fps, str(spec))
 
