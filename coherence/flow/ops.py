@@ -87,30 +87,35 @@ def _spatial_gradient_sq(flow: torch.Tensor) -> torch.Tensor:
     return (dx.square() + dy.square()).sum(1, keepdim=True)
 
 
-def occlusion_mask(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
+def occlusion_mask(forward: torch.Tensor, backward: torch.Tensor, *, grid_step: float = 1.0) -> torch.Tensor:
     """Forward-backward consistency and motion-boundary test; 1 where ``p`` is occluded or unreliable.
 
     The thresholds are those of Sundaram et al. 2010 as used by Ruder et al. 2016 (artistic style transfer for
     videos) and Lai et al. 2018 (learning blind video temporal consistency, ``utils.py``):
     occluded where ``|F + B_w|² > 0.01 (|F|² + |B_w|²) + 0.5`` or ``|∇F|² > 0.01 |F|² + 0.002``, with
-    ``B_w = warp(B, F)``. Points whose target leaves the frame are occluded too.
+    ``B_w = warp(B, F)``, all in pixels of the frame. Points whose target leaves the frame are occluded too.
 
     Args:
         forward: ``flow(a, b)``, ``(N, 2, H, W)``, defined on ``a``'s grid.
         backward: ``flow(b, a)``, ``(N, 2, H, W)``, defined on ``b``'s grid.
+        grid_step: the frame pixels one step of these flows' grid spans (2 for flows of a frame downsampled by 2,
+            in pixels of that grid): the thresholds are rescaled so that the test is the frame's test, on a
+            coarser grid (where a flow estimated at that resolution loses nothing).
 
     Returns:
         ``(N, 1, H, W)`` float mask with values in {0, 1}, on ``a``'s grid.
     """
     _check_flow(forward, backward)
+    # |F|² in frame pixels is grid_step² |F|² in grid pixels; |∇F|² is the same in both
+    fb_absolute, edge_relative = _FB_ABSOLUTE / grid_step**2, _EDGE_RELATIVE * grid_step**2
     if forward.device.type == "cpu" and forward.dtype == torch.float32 and backward.dtype == torch.float32:
-        return torch.from_numpy(np.stack([_occlusion_cpu(f.numpy(), b.numpy()) for f, b in zip(
-            forward.contiguous(), backward.contiguous(), strict=True)]))
+        return torch.from_numpy(np.stack([_occlusion_cpu(f.numpy(), b.numpy(), fb_absolute, edge_relative)
+                                          for f, b in zip(forward.contiguous(), backward.contiguous(), strict=True)]))
     back_w = warp(backward, forward)
     fb_sq = (forward + back_w).square().sum(1, keepdim=True)
     mag_sq = forward.square().sum(1, keepdim=True) + back_w.square().sum(1, keepdim=True)
-    inconsistent = fb_sq > _FB_RELATIVE * mag_sq + _FB_ABSOLUTE
-    boundary = _spatial_gradient_sq(forward) > _EDGE_RELATIVE * forward.square().sum(1, keepdim=True) + _EDGE_ABSOLUTE
+    inconsistent = fb_sq > _FB_RELATIVE * mag_sq + fb_absolute
+    boundary = _spatial_gradient_sq(forward) > edge_relative * forward.square().sum(1, keepdim=True) + _EDGE_ABSOLUTE
     occluded = inconsistent | boundary | (out_of_frame(forward) > 0)
     return occluded.to(forward.dtype)
 
@@ -125,10 +130,10 @@ def pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
-def _occlusion_cpu(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
+def _occlusion_cpu(forward: np.ndarray, backward: np.ndarray, fb_absolute: float, edge_relative: float) -> np.ndarray:
     """:func:`occlusion_mask` of one ``(2, H, W)`` float32 pair with OpenCV and numpy (the same samples as
-    ``grid_sample`` with corners aligned and border replication; a few times faster than torch on one core).
-    Returns ``(1, H, W)`` float32 in {0, 1}."""
+    ``grid_sample`` with corners aligned and border replication; a few times faster than torch on one core), with
+    the thresholds that depend on the grid. Returns ``(1, H, W)`` float32 in {0, 1}."""
     h, w = forward.shape[-2:]
     xs, ys = pixel_grid(h, w)
     map_x, map_y = xs + forward[0], ys + forward[1]
@@ -136,11 +141,11 @@ def _occlusion_cpu(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
                        borderMode=cv2.BORDER_REPLICATE)
     fx, fy, bx, by = forward[0], forward[1], back_w[..., 0], back_w[..., 1]
     fwd_sq = fx * fx + fy * fy
-    inconsistent = (fx + bx) ** 2 + (fy + by) ** 2 > _FB_RELATIVE * (fwd_sq + bx * bx + by * by) + _FB_ABSOLUTE
+    inconsistent = (fx + bx) ** 2 + (fy + by) ** 2 > _FB_RELATIVE * (fwd_sq + bx * bx + by * by) + fb_absolute
     grad_sq = np.zeros((h, w), np.float32)
     grad_sq[:, :-1] += np.square(fx[:, 1:] - fx[:, :-1]) + np.square(fy[:, 1:] - fy[:, :-1])
     grad_sq[:-1, :] += np.square(fx[1:, :] - fx[:-1, :]) + np.square(fy[1:, :] - fy[:-1, :])
-    boundary = grad_sq > _EDGE_RELATIVE * fwd_sq + _EDGE_ABSOLUTE
+    boundary = grad_sq > edge_relative * fwd_sq + _EDGE_ABSOLUTE
     outside = (map_x < 0) | (map_x > w - 1) | (map_y < 0) | (map_y > h - 1)
     return (inconsistent | boundary | outside).astype(np.float32)[None]
 
