@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -87,6 +88,19 @@ def test_failed_write_leaves_nothing_and_keeps_old_output(tmp_path: Path) -> Non
             raise RuntimeError("the pipeline failed midway")
     assert target.read_bytes() == b"previous result"
     assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="scheduling priorities are POSIX")
+def test_encoder_yields_the_cores_to_the_filters(tmp_path: Path) -> None:
+    from coherence.io.writer import ENCODER_NICENESS
+
+    with VideoWriter(tmp_path / "o.mp4", fps=24) as writer:
+        writer.write(_random_clip().frames[0])
+        encoder = writer._proc
+        assert encoder is not None
+        assert os.getpriority(os.PRIO_PROCESS, encoder.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0)
+                                                                    + ENCODER_NICENESS)
+    assert probe(tmp_path / "o.mp4").frames == 1
 
 
 def test_mismatched_frame_size_aborts_cleanly(tmp_path: Path) -> None:

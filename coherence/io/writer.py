@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 # 9.3 core-ms per frame), which matters when the encoder shares two cores with the smoothing itself
 X264_PRESET = "faster"
 
+# how much lower the encoder's scheduling priority is than this process's (POSIX niceness)
+ENCODER_NICENESS = 10
+
 VIDEO_FORMATS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".gif", ".avi")
 
 
@@ -76,6 +79,22 @@ def _codec_options(kind: str, width: int, height: int, quality: int | None, loss
 
 
 _AUDIO_CODECS = {".mp4": "aac", ".mov": "aac", ".m4v": "aac", ".mkv": "copy", ".webm": "libopus"}
+
+
+def _yield_to_the_filters(pid: int) -> None:
+    """Lower the encoder's scheduling priority by :data:`ENCODER_NICENESS` where the platform allows it.
+
+    The encoder only drains a pipe: at equal priority its threads take cores from the flow and filter threads
+    that produce the frames, and everything waits on them (a 600-frame 640×360 smoothing ran 1-7% faster on two
+    cores, in alternating runs, with the encoder filling the gaps instead). Where cores are free it runs as fast
+    as before.
+    """
+    if not hasattr(os, "setpriority"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, 0) + ENCODER_NICENESS)
+    except OSError as exc:  # already gone, or not allowed: a matter of speed only
+        log.debug("could not lower the encoder's priority: %s", exc)
 
 
 class VideoWriter:
@@ -218,6 +237,7 @@ class VideoWriter:
                               cmd=ffmpeg_exe())
         self._stderr = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr)
+        _yield_to_the_filters(self._proc.pid)
 
     def _write_png(self, image: np.ndarray) -> None:
         import cv2
