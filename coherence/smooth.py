@@ -17,12 +17,10 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
    This is the minimiser of the warping error along the flow plus a fidelity term to the frame (a
    first-order Whittaker smoother, whose impulse response is that two-sided exponential; the anti-causal
    half is truncated after ``lookahead`` frames, where ``decay ** lookahead`` is negligible).
-3. **Shake** (only with ``dejitter``): the accumulators also carry where each trajectory went; the straight line
-   through its past and its future positions says where the frame's content would be if it moved smoothly
-   (:func:`coherence.trajectory.trajectory_offset`, the median over the frame). What is left of that shift once
-   the mean shift of the ``_JITTER_SPAN`` frames on each side is taken away (their common part is the curvature
-   of real motion) is undone by moving the frame. Off by default: generated clips' own shake is part of what
-   their fidelity and warping error are measured against.
+3. **Shake** (only with ``dejitter``, :mod:`coherence.dejitter`): the accumulators also carry where each
+   trajectory went, which says how far the frame sits off its smoothed path; the part of that shift its
+   neighbours do not share is shake, and the frame is moved back by it. Off by default: generated clips' own
+   shake is part of what their fidelity and warping error are measured against.
 
 Frame ``t`` carries the largest weight and its neighbours are aligned onto it, so motion is neither lagged nor
 averaged away (the output stays nearest its own input frame); where the flow cannot follow (occlusions,
@@ -35,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,11 +53,12 @@ from coherence.deflicker import (
     thumb_size,
     window_flows,
 )
+from coherence.dejitter import SHAKE_SPAN, ShakeQueue
 from coherence.errors import ConfigError, InputError
 from coherence.flow import FlowEstimator, flow_both_ways, get_flow
-from coherence.flow.ops import occlusion_mask, resize_flow
+from coherence.flow.ops import resize_flow
 from coherence.scenes import SceneCutDetector
-from coherence.trajectory import homogeneous, normalise, trajectory_offset, trajectory_step, warp_channels_last
+from coherence.trajectory import homogeneous, normalise, trajectory_offset, trajectory_step, trajectory_weights
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +67,8 @@ _MIN_FLOW_SIDE = 160
 # the anti-causal pass stops where a frame's weight falls below this share of frame t's, or after this many frames
 _NEGLIGIBLE = 0.01
 _MAX_LOOKAHEAD = 16
-# frames on each side whose shifts tell a frame's jitter from the curvature of real motion
-_JITTER_SPAN = 2
 # resolution of the illumination step's flow, as a fraction of the frame size
 _ALIGN_SCALE = 0.5
-# resolution of the trajectory flow's occlusion tests, as a fraction of the flow's size
-_OCCLUSION_SCALE = 0.5
 
 
 @dataclass(frozen=True)
@@ -179,7 +173,7 @@ class Smoother:
         # the illumination step only needs coarse alignment of thumbnails: DIS ultrafast on flow_image
         self.align_flow = get_flow("dis", preset="ultrafast", device=self.device)
         # the Stage's context on each side, at 30 fps (the illumination window is in seconds)
-        self.radius = self.illumination_radius(Fraction(30)) + 3 * self.lookahead + (_JITTER_SPAN if dejitter else 0)
+        self.radius = self.illumination_radius(Fraction(30)) + 3 * self.lookahead + (SHAKE_SPAN if dejitter else 0)
 
     @property
     def decay(self) -> float:
@@ -239,9 +233,8 @@ class _Run:
         # computed ahead of their output (one pass per block of frames)
         self.forward: tuple[int, torch.Tensor] | None = None
         self.backward: dict[int, torch.Tensor] = {}
-        # filtered frames not yet emitted (t, scene, accumulator) and recent frames' raw shifts (scene, dx, dy)
-        self.pending: deque[tuple[int, int, torch.Tensor]] = deque()
-        self.shifts: dict[int, tuple[int, float, float]] = {}
+        # filtered frames wait there until their shake can be told from motion
+        self.shake = ShakeQueue(span=SHAKE_SPAN if self.dejitter > 0 else 0)
         # one background thread estimates the trajectory flows (OpenCV and torch release the GIL) while this one
         # filters earlier frames; one thread, so a flow backend is never called concurrently
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coherence-flow")
@@ -304,25 +297,6 @@ class _Run:
             first, second = resize(first, size, mode="area"), resize(second, size, mode="area")
         return torch.cat(flow_both_ways(self.s.flow, first, second))
 
-    def _weigh(self, a: _Record, b: _Record, flows: torch.Tensor) -> None:
-        """The pair's full-size flows and each neighbour's weight in the filter: the decay where its alignment
-        passes the occlusion tests, 0 where it does not."""
-        h, w = a.frame.shape[-2:]
-        # the occlusion tests at most at half resolution, with the frame's thresholds (DIS medium's finest scale is
-        # half resolution anyway; a quarter of the cost of the full-size test)
-        grid = flows.shape[-2:]
-        if grid[0] * _OCCLUSION_SCALE >= _MIN_FLOW_SIDE / 2:
-            grid = (round(grid[0] * _OCCLUSION_SCALE), round(grid[1] * _OCCLUSION_SCALE))
-        step = w / grid[1]
-        # area-averaged vectors in pixels of the coarser grid (deflicker.resize: OpenCV on the CPU)
-        coarse = resize(flows, grid, mode="area").mul_(1.0 / step)
-        invalid = torch.cat((occlusion_mask(coarse[:1], coarse[1:], grid_step=step),
-                             occlusion_mask(coarse[1:], coarse[:1], grid_step=step)))
-        weight = resize(1.0 - invalid, (h, w), mode="bilinear").permute(0, 2, 3, 1).mul_(self.decay)
-        flows = resize_flow(flows, (h, w))
-        a.to_next, b.to_prev = flows[:1], flows[1:]
-        a.weight_next, b.weight_prev = weight[0], weight[1]
-
     def _sigma(self, record: _Record) -> float:
         return self.s.settings.field_scale * max(record.thumb[0].shape[-2:])
 
@@ -369,7 +343,11 @@ class _Run:
         """Record ``t`` once the trajectory flows between it and ``t + 1`` are there (if that pair is linked)."""
         record = self.records[t]
         if record.link is not None:
-            self._weigh(record, self.records[t + 1], record.link.result())
+            flows, weights = trajectory_weights(record.link.result(), tuple(record.frame.shape[-2:]),
+                                                decay=self.decay)
+            following = self.records[t + 1]
+            record.to_next, following.to_prev = flows[:1], flows[1:]
+            record.weight_next, following.weight_prev = weights[0], weights[1]
             record.link = None
         return record
 
@@ -385,8 +363,8 @@ class _Run:
 
     def _filter(self, t: int) -> None:
         """Frame ``t`` filtered along its trajectories: a causal and an anti-causal normalised exponential
-        filter (:func:`trajectory_step`), combined so that frame ``t`` counts once; queued for :meth:`_release`
-        with the shift that would put it on its smoothed trajectories."""
+        filter (:func:`trajectory_step`), combined so that frame ``t`` counts once; queued with the shift that
+        would put it on its smoothed trajectories."""
         if t > 0 and t - 1 in self.records:
             self._linked(t - 1)
         record = self._linked(t)
@@ -399,34 +377,7 @@ class _Run:
             self._backward_block(t)
         backward = self.backward.pop(t)
         shift = trajectory_offset(forward, backward, limit=self.dejitter) if self.dejitter > 0 else (0.0, 0.0)
-        self.shifts[t] = (record.scene, *shift)
-        self.pending.append((t, record.scene, forward + backward - own))
-
-    def _release(self, *, finished: bool) -> Iterator[torch.Tensor]:
-        """Emit queued frames once the shifts of ``_JITTER_SPAN`` frames on each side are known (or their scene
-        or the stream has ended). Jitter is what is left of a frame's shift after the mean of its neighbours'
-        is taken away: a shift shared by neighbouring frames is the curvature of real motion (a pan that speeds
-        up), which a straight-line trajectory model reads as a shift too."""
-        span = _JITTER_SPAN if self.dejitter > 0 else 0
-        while self.pending:
-            t, scene, total = self.pending[0]
-            later = self.shifts.get(self.next_out - 1)
-            if not (t + span < self.next_out or finished and self.next_out > self.last
-                    or later is not None and later[0] != scene):
-                return
-            self.pending.popleft()
-            if self.dejitter > 0:
-                near = [self.shifts[s][1:] for s in range(t - span, t + span + 1)
-                        if s in self.shifts and self.shifts[s][0] == scene]
-                dx = self.shifts[t][1] - sum(v[0] for v in near) / len(near)
-                dy = self.shifts[t][2] - sum(v[1] for v in near) / len(near)
-                if dx or dy:
-                    # the frame moves onto its smoothed trajectories: sample at p - shift
-                    flow = torch.tensor([-dx, -dy], dtype=total.dtype, device=total.device).view(1, 2, 1, 1)
-                    total = warp_channels_last(total[..., :4].contiguous(), flow.expand(1, 2, *total.shape[:2]))
-            for old in [s for s in self.shifts if s < t - span]:
-                del self.shifts[old]
-            yield normalise(total)
+        self.shake.add(t, record.scene, forward + backward - own, shift)
 
     def _backward_block(self, t: int) -> None:
         """Anti-causal accumulators of frames ``t .. t + lookahead - 1``, from one pass that starts up to
@@ -460,11 +411,15 @@ class _Run:
                 break
             self._filter(t)
             self.next_out += 1
-            yield from self._release(finished=finished)
+            yield from self._release(finished)
             keep_from = min(self.next_correct - self.radius, self.next_out - 1)
             for old in [i for i in self.records if i < keep_from]:
                 del self.records[old]
-        yield from self._release(finished=finished)
+        yield from self._release(finished)
+
+    def _release(self, finished: bool) -> Iterator[torch.Tensor]:
+        for accumulator in self.shake.release(finished=finished and self.next_out > self.last):
+            yield normalise(accumulator)
 
 
 def smooth(frames: torch.Tensor, *, fps: str | float | Fraction = 24, **options: object) -> torch.Tensor:

@@ -16,11 +16,14 @@ import cv2
 import numpy as np
 import torch
 
-from coherence.flow.ops import pixel_grid, warp
+from coherence.deflicker import resize
+from coherence.flow.ops import occlusion_mask, pixel_grid, resize_flow, warp
 
 _WEIGHT, _OFFSET, _TIME = 3, slice(4, 6), 6
 # accumulator channels with the trajectory's geometry
 GEOMETRY_CHANNELS = 7
+# the occlusion tests' grid, as a fraction of the flow's, unless that makes its short side shorter than this
+_OCCLUSION_SCALE, _MIN_OCCLUSION_SIDE = 0.5, 80
 
 
 def homogeneous(frame: torch.Tensor, *, geometry: bool = False) -> torch.Tensor:
@@ -60,6 +63,35 @@ def warp_channels_last(state: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     out = cv2.remap(state.numpy(), grid[0] + flow_np[0], grid[1] + flow_np[1], cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_REPLICATE)
     return torch.from_numpy(out.reshape(h, w, -1))
+
+
+def trajectory_weights(flows: torch.Tensor, size: tuple[int, int], *, decay: float) -> tuple[torch.Tensor,
+                                                                                            torch.Tensor]:
+    """A consecutive pair's flows at the frame size and each neighbour's weight in :func:`trajectory_step`: the
+    decay where its alignment passes the occlusion tests (:func:`coherence.flow.ops.occlusion_mask`), 0 where it
+    does not.
+
+    The tests run at most at half the flow's resolution, with the frame's thresholds: DIS medium's finest scale
+    is half resolution anyway, and the test costs a quarter of the full-size one.
+
+    Args:
+        flows: ``(2, 2, h, w)``: ``flow(a, b)`` then ``flow(b, a)`` on the flow's grid, pixels of that grid.
+        size: the frames' ``(H, W)``.
+        decay: the filter's weight of a neighbour whose trajectory holds.
+
+    Returns:
+        ``(2, 2, H, W)`` flows in frame pixels, and ``(2, H, W, 1)`` weights: ``a``'s of ``b``, ``b``'s of ``a``.
+    """
+    grid = tuple(flows.shape[-2:])
+    if min(grid) * _OCCLUSION_SCALE >= _MIN_OCCLUSION_SIDE:
+        grid = (round(grid[0] * _OCCLUSION_SCALE), round(grid[1] * _OCCLUSION_SCALE))
+    # area-averaged vectors in pixels of the test's grid (deflicker.resize: OpenCV on the CPU)
+    coarse = resize(flows, grid, mode="area").mul_(grid[1] / flows.shape[-1])
+    step = size[1] / grid[1]
+    invalid = torch.cat((occlusion_mask(coarse[:1], coarse[1:], grid_step=step),
+                         occlusion_mask(coarse[1:], coarse[:1], grid_step=step)))
+    weights = resize(1.0 - invalid, size, mode="bilinear").permute(0, 2, 3, 1).mul_(decay)
+    return resize_flow(flows, size), weights
 
 
 def trajectory_step(own: torch.Tensor, state: torch.Tensor, to_s: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from coherence.dejitter import SHAKE_SPAN
 from coherence.errors import ConfigError, InputError
-from coherence.smooth import _JITTER_SPAN, SMOOTH_PRESETS, Smoother, smooth
+from coherence.smooth import SMOOTH_PRESETS, Smoother, smooth
 from coherence.stage import Stage
 from generators.artifacts import Artifacts, artifact_preset, degrade
 from generators.synthetic import synthetic_clip
@@ -157,7 +158,7 @@ def test_streams_lazily(dejitter: float) -> None:
     next(stream)
     # the illumination window and three lookaheads (the anti-causal pass runs once per block of frames and reads
     # two; the third keeps the flow thread busy), and the frames whose shifts tell jitter from motion
-    jitter_span = _JITTER_SPAN if dejitter else 0
+    jitter_span = SHAKE_SPAN if dejitter else 0
     assert consumed <= smoother.illumination_radius(Fraction(24)) + 3 * smoother.lookahead + 2 + jitter_span
     assert sum(1 for _ in stream) == len(frames) - 1
 
