@@ -125,6 +125,33 @@ def test_still_scene_stays_sharp(clean: torch.Tensor) -> None:
     assert detail(out) > 0.9 * detail(still)
 
 
+@pytest.mark.parametrize("flow_size", [(320, 512), (160, 256), (80, 128)])
+def test_trajectory_weights_keep_frame_geometry_whatever_the_flow_grid(flow_size: tuple[int, int]) -> None:
+    from coherence.trajectory import trajectory_weights
+
+    # a pan of 16 frame pixels to the right, given on the flow's grid: the last 16 columns leave the frame
+    shift = 16 * flow_size[1] / 512
+    flows = torch.zeros(2, 2, *flow_size)
+    flows[0, 0], flows[1, 0] = shift, -shift
+    full, weights = trajectory_weights(flows, (320, 512), decay=0.3)
+    assert full.shape == (2, 2, 320, 512) and weights.shape == (2, 320, 512, 1)
+    torch.testing.assert_close(full[0, 0], torch.full((320, 512), 16.0), atol=0.1, rtol=0)  # corner-aligned grids
+    kept = weights[0, 100, :, 0]
+    assert float(kept[:480].min()) == pytest.approx(0.3) and float(kept[-12:].max()) == 0.0
+    assert 14 <= int((kept < 0.15).sum()) <= 18
+    # and the first 16 columns of the second frame came from outside the first
+    assert 14 <= int((weights[1, 100, :, 0] < 0.15).sum()) <= 18
+
+
+def test_reduced_scale_flow_smooths_as_well() -> None:
+    # at 512x320 the occlusion tests of a half-scale flow run on a grid half as fine again, its vectors rescaled
+    clean = synthetic_clip(frames=12, size=(512, 320), seed=3, artifacts=None).clean.frames
+    degraded = degrade(clean, artifact_preset("t2v"), seed=1)
+    full = psnr(smooth(degraded, fps=24), clean)
+    assert full > psnr(degraded, clean) + 2.0
+    assert psnr(smooth(degraded, fps=24, flow_scale=0.5), clean) > full - 0.3
+
+
 def _inner_psnr(a: torch.Tensor, b: torch.Tensor, margin: int = 6) -> float:
     """PSNR away from the borders, where a shifted frame has no content to show."""
     return psnr(a[..., margin:-margin, margin:-margin], b[..., margin:-margin, margin:-margin])
