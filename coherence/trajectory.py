@@ -1,5 +1,5 @@
-"""Filtering along flow trajectories: the accumulators and the one step of :mod:`coherence.smooth`'s temporal
-filter, and the trajectory's smoothed position (de-jittering).
+"""Filtering along flow trajectories: the weights of a pair's trajectories, the accumulators and the one step of
+:mod:`coherence.smooth`'s temporal filter, and the trajectories' smoothed position (de-jittering).
 
 An accumulator is a channels-last ``(H, W, C)`` float32 tensor: colour sums, then the sum of weights, so that a
 normalised filter is a sum of accumulators divided by its weight channel. With ``C = 7`` it also carries where
@@ -97,11 +97,12 @@ def trajectory_weights(flows: torch.Tensor, size: tuple[int, int], *, decay: flo
 def trajectory_step(own: torch.Tensor, state: torch.Tensor, to_s: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """One step of a normalised exponential filter along the flow: ``own + weight * warp(state)``.
 
-    Accumulators are channels-last (:func:`homogeneous`): colour sums, the sum of weights and, with 8 channels,
-    the trajectory's geometry. ``state``, the accumulator of a neighbour ``s``, is aligned onto the frame by
-    ``to_s = flow(frame, s)`` and weighted per pixel: the filter's decay where the alignment can be trusted, 0
-    where the trajectory breaks. Its offsets, relative to the neighbour's pixels, become relative to the frame's
-    by adding ``to_s`` once per unit of weight, and its frames are one step further away in time.
+    Accumulators are channels-last (:func:`homogeneous`): colour sums, the sum of weights and, with
+    :data:`GEOMETRY_CHANNELS`, the trajectory's geometry. ``state``, the accumulator of a neighbour ``s``, is
+    aligned onto the frame by ``to_s = flow(frame, s)`` and weighted per pixel: the filter's decay where the
+    alignment can be trusted, 0 where the trajectory breaks. Its offsets, relative to the neighbour's pixels,
+    become relative to the frame's by adding ``to_s`` once per unit of weight, and its frames are one step
+    further away in time.
 
     Args:
         own: ``(H, W, C)`` the frame's own :func:`homogeneous` accumulator.
