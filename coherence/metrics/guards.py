@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 
-import kornia
 import torch
 
 from coherence.errors import ConfigError
@@ -44,6 +43,8 @@ def _reference(reference: torch.Tensor | None) -> torch.Tensor:
 @register_metric("psnr", direction="higher", needs_reference=True)
 def psnr(frames: torch.Tensor, reference: torch.Tensor | None, context: ScoreContext) -> MetricResult:
     """Per-frame PSNR in dB against the reference (peak 1.0); value: the mean over frames."""
+    import kornia  # here, not at import: it adds about 0.15 s to every command's start
+
     ref = _reference(reference)
     per = torch.tensor([float(kornia.metrics.psnr(frames[t:t + 1].float().clamp(0, 1), ref[t:t + 1].float(), 1.0))
                         for t in range(frames.shape[0])])
@@ -54,6 +55,8 @@ def psnr(frames: torch.Tensor, reference: torch.Tensor | None, context: ScoreCon
 @register_metric("ssim", direction="higher", needs_reference=True)
 def ssim(frames: torch.Tensor, reference: torch.Tensor | None, context: ScoreContext) -> MetricResult:
     """Per-frame mean SSIM (11x11 Gaussian window) against the reference; value: the mean over frames."""
+    import kornia  # here, not at import: it adds about 0.15 s to every command's start
+
     ref = _reference(reference)
     per = torch.empty(frames.shape[0])
     for start in range(0, frames.shape[0], FLOW_BATCH):
@@ -127,6 +130,8 @@ def freeze_rate(frames: torch.Tensor, reference: torch.Tensor | None, context: S
 
 def laplacian_variance(frames: torch.Tensor) -> torch.Tensor:
     """``(N,)`` variance of the 3x3 Laplacian of the luma of ``(N, 3, H, W)`` frames in [0, 1]."""
+    import kornia  # here, not at import: it adds about 0.15 s to every command's start
+
     out = torch.empty(frames.shape[0])
     for start in range(0, frames.shape[0], FLOW_BATCH):
         luma = kornia.color.rgb_to_grayscale(frames[start:start + FLOW_BATCH].float())
