@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from coherence.clip import stack_frames
 from coherence.codec import Codec
 from coherence.errors import ConfigError, InputError
-from coherence.flow import FlowEstimator, get_flow
+from coherence.flow import FlowEstimator, flow_both_ways, get_flow
 from coherence.flow.ops import occlusion_mask, resize_flow, warp
 from coherence.scenes import SceneCutDetector
 
@@ -123,8 +123,8 @@ def guided_flows(
         raise InputError(f"the flow guide must be (F, 3, H, W) with F >= 2, got {tuple(guide.shape)}")
     est = get_flow(estimator)
     current, previous = guide[1:].float(), guide[:-1].float()
-    forward = est(current, previous)
-    occluded = occlusion_mask(forward, est(previous, current))
+    forward, backward = flow_both_ways(est, current, previous)
+    occluded = occlusion_mask(forward, backward)
     if occluded.shape[-2] >= size[0] and occluded.shape[-1] >= size[1]:
         occluded = F.adaptive_avg_pool2d(occluded, size)
     else:

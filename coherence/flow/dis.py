@@ -31,7 +31,7 @@ def _to_gray_uint8(batch: torch.Tensor) -> np.ndarray:
 
     OpenCV on the colour planes: several times faster than torch on one core, and the flow runs on the CPU anyway.
     """
-    planes = batch.detach().to("cpu", torch.float32).numpy()
+    planes = batch.detach().to("cpu", torch.float32).contiguous().numpy()
     gray = np.empty((planes.shape[0], *planes.shape[2:]), np.uint8)
     for index, (red, green, blue) in enumerate(planes):
         luma = cv2.addWeighted(red, 0.299 * 255.0, green, 0.587 * 255.0, 0.0)

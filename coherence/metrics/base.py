@@ -19,7 +19,7 @@ import torch
 
 from coherence.clip import parse_fps
 from coherence.errors import ConfigError, InputError
-from coherence.flow import FlowEstimator, get_flow
+from coherence.flow import FlowEstimator, flow_both_ways, get_flow
 from coherence.flow.ops import flow_magnitude, occlusion_mask
 from coherence.scenes import detect_cuts
 
@@ -74,8 +74,9 @@ def consecutive_flows(
     fwd, bwd = [], []
     for start in range(0, frames.shape[0] - 1, FLOW_BATCH):
         a = frames[start:start + FLOW_BATCH + 1]
-        fwd.append(est(a[:-1], a[1:]))
-        bwd.append(est(a[1:], a[:-1]))
+        forward, backward = flow_both_ways(est, a[:-1], a[1:])
+        fwd.append(forward)
+        bwd.append(backward)
     return torch.cat(fwd), torch.cat(bwd)
 
 
