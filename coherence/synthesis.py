@@ -164,7 +164,8 @@ def warp_blend(a: torch.Tensor, b: torch.Tensor, t: float, flow_t0: torch.Tensor
     ``grid_sample(..., padding_mode="border", align_corners=True)``, on a 1/32-pixel grid, in about 40 % of the
     time of single-threaded ``grid_sample`` at 640×360. Frames ``a``, ``b``: ``(N, 3, H, W)`` float in [0, 1];
     flows ``(N, 2, h, w)`` from time ``t`` to ``a`` and to ``b`` in pixels of their grid; ``mode``: ``"bicubic"``,
-    ``"bilinear"`` (or ``"nearest"``, off the OpenCV path). Returns ``(N, 3, H, W)`` float32 in [0, 1].
+    ``"bilinear"`` (or ``"nearest"``, off the OpenCV path). Returns ``(N, 3, H, W)`` float32 in [0, 1] (on the
+    OpenCV path a channels-last view: ``.permute(0, 2, 3, 1)`` of it is contiguous, as the video writer wants).
     """
     n, _, h, w = a.shape
     if a.device.type != "cpu" or a.dtype != torch.float32 or mode not in _CV2_MODES:
@@ -177,15 +178,14 @@ def warp_blend(a: torch.Tensor, b: torch.Tensor, t: float, flow_t0: torch.Tensor
     affine = np.float32([[(ws - 1) / max(w - 1, 1), 0, 0], [0, (hs - 1) / max(h - 1, 1), 0]])
     (xs, ys), interpolation = pixel_grid(h, w), _CV2_MODES[mode]
     a, b = a.contiguous(), b.contiguous()
-    out = np.empty((n, 3, h, w), np.float32)
-    warped = np.empty((3, h, w), np.float32)
+    # channels last: one remap samples the three channels with one set of kernel weights per pixel (about a
+    # quarter faster than three plane remaps, same values); the result is returned as a permuted view
+    out = np.empty((n, h, w, 3), np.float32)
     for i in range(n):
         up = small[i] if (hs, ws) == (h, w) else cv2.warpAffine(
             small[i], affine, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-        for frame, flow, target in ((a[i], up[..., :2], out[i]), (b[i], up[..., 2:], warped)):
-            map_x, map_y = xs + flow[..., 0], ys + flow[..., 1]
-            for c in range(3):
-                cv2.remap(frame[c].numpy(), map_x, map_y, interpolation, dst=target[c], borderMode=cv2.BORDER_REPLICATE)
-        planes = out[i].reshape(3 * h, w)
-        cv2.addWeighted(planes, 1 - t, warped.reshape(3 * h, w), t, 0.0, dst=planes)
-    return torch.from_numpy(out.clip(0, 1, out=out))
+        warped_a, warped_b = (cv2.remap(cv2.merge(list(frame[i].numpy())), xs + up[..., k], ys + up[..., k + 1],
+                                        interpolation, borderMode=cv2.BORDER_REPLICATE)
+                              for frame, k in ((a, 0), (b, 2)))
+        cv2.addWeighted(warped_a, 1 - t, warped_b, t, 0.0, dst=out[i])
+    return torch.from_numpy(out.clip(0, 1, out=out)).permute(0, 3, 1, 2)
