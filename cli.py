@@ -101,7 +101,10 @@ def _run_pipeline(args: argparse.Namespace, pipeline: Pipeline, desc: str) -> in
     # the decoder and the encoder run in their own processes; the stages' many small ops gain nothing from more
     # intra-op threads and lose a lot when they oversubscribe the cores those processes need
     torch.set_num_threads(1)
+    from coherence.allocator import reuse_freed_memory
     from coherence.io import probe
+
+    reuse_freed_memory()
 
     info = probe(args.input, fps=args.fps)
     total = pipeline.expected_frames(info.frames, info.fps)

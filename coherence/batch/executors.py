@@ -61,7 +61,8 @@ def _pool_job(task: Callable[[Job], Record], job: Job) -> Record:
 
 
 def init_worker(log_level: int | None = None, own_signals: bool = False) -> None:
-    """Make this process compute with one thread (torch intra- and inter-op, OpenCV).
+    """Make this process compute with one thread (torch intra- and inter-op, OpenCV) and keep its freed frame
+    buffers for reuse (:func:`coherence.allocator.reuse_freed_memory`).
 
     Args:
         log_level: when given, this (spawned) process logs ``coherence`` messages at this level to stderr, tagged
@@ -71,6 +72,8 @@ def init_worker(log_level: int | None = None, own_signals: bool = False) -> None
     """
     import cv2
     import torch
+
+    from coherence.allocator import reuse_freed_memory
 
     if log_level is not None:
         logging.basicConfig(level=log_level, format="coherence: %(levelname)s: [worker %(process)d] %(message)s")
@@ -84,6 +87,7 @@ def init_worker(log_level: int | None = None, own_signals: bool = False) -> None
     except RuntimeError:  # already set, or inter-op work already started in this process
         pass
     cv2.setNumThreads(1)
+    reuse_freed_memory()
 
 
 @runtime_checkable
