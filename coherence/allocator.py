@@ -27,8 +27,9 @@ BUFFER_LIMIT = 256 << 20
 def reuse_freed_memory(limit: int = BUFFER_LIMIT) -> bool:
     """Have glibc's ``malloc`` keep freed blocks of up to ``limit`` bytes for reuse (both of its thresholds).
 
-    Both are set, or neither: setting one alone turns off glibc's own adjustment of the other and made runs
-    slower. Elsewhere (macOS, Windows, musl) nothing is changed.
+    Both are needed: setting one alone turns off glibc's own adjustment of the other, and made runs slower than
+    setting none (the trim threshold is not asked for once the mmap one is refused). Elsewhere (macOS, Windows,
+    musl) nothing is changed.
 
     Returns:
         Whether the thresholds were set.
