@@ -264,3 +264,22 @@ def test_trajectory_step_follows_the_flow_convention(clean: torch.Tensor) -> Non
     out = trajectory_step(homogeneous(frame), state, flow, weight)
     torch.testing.assert_close(out[:, 10:], homogeneous(frame)[:, 10:] + 0.5 * expected[:, 10:], atol=2e-3, rtol=0)
     torch.testing.assert_close(out[:, :10], homogeneous(frame)[:, :10])  # an occluded trajectory restarts
+
+
+def test_window_weights_taper_the_illumination_mean() -> None:
+    from coherence.deflicker import correction_field, window_weights
+
+    radius = 3
+    distances = torch.tensor([1, 2, 3, 1, 2, 3])
+    weights = window_weights(distances, radius)
+    assert weights.tolist() == pytest.approx([0.75, 0.5, 0.25, 0.75, 0.5, 0.25])
+    # neighbours whose log gain against the frame is uniform: the correction is their tapered mean, the frame's
+    # own difference (0) weighing 1, and no local field
+    gains = torch.tensor([0.1, -0.2, 0.3, 0.05, 0.0, -0.4])
+    ratio = gains.view(-1, 1, 1, 1).expand(-1, 3, 12, 16).clone()
+    trust = torch.ones(len(gains), 1, 12, 16)
+    field = correction_field(ratio, trust, sigma=2.0, temporal=weights)
+    expected = float((weights * gains).sum() / (weights.sum() + 1))
+    assert torch.allclose(field, torch.full_like(field, expected), atol=1e-5)
+    equal = correction_field(ratio, trust, sigma=2.0)
+    assert torch.allclose(equal, torch.full_like(equal, float(gains.sum() / (len(gains) + 1))), atol=1e-5)
