@@ -5,10 +5,9 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
 1. **Illumination and colour** (:mod:`coherence.deflicker`): coarse flow (DIS ultrafast at half resolution, on
    frames divided by their own local mean, :func:`~coherence.deflicker.flow_image`, so that the flicker does
    not break brightness constancy) aligns the neighbours within ``window`` seconds on ~64-pixel log
-   thumbnails; the occlusion- and outlier-weighted mean log ratio (nearer neighbours weighing more), smoothed
-   spatially, is the correction: a per-channel gain plus a smooth local field. The window is in seconds
-   because illumination flicker is a matter of time: 8 fps generator output gets a few neighbours, 30 fps
-   footage more.
+   thumbnails; the occlusion- and outlier-weighted mean log ratio (nearer neighbours weigh more), smoothed
+   spatially, is the correction: a per-channel gain plus a smooth local field. The window is in seconds as
+   flicker is a matter of time: 8 fps generator output gets a few neighbours, 30 fps footage more.
 2. **Trajectories** (noise, boiling, dithering, residual flicker): flow between consecutive *corrected* frames
    (DIS medium at full resolution by default, estimated on a background thread) and its forward-backward and
    motion-boundary occlusion tests define where a pixel's trajectory continues. Along it, a causal and an
@@ -93,10 +92,7 @@ class SmoothSettings:
     decay: float
 
 
-# The windows are 1.6 times those of the equal-weight window they replaced (0.15, 0.25 and 0.4 s), which keeps the
-# variance reduction of the tapered mean about the same (``python -m benchmarks.smoothing`` and
-# ``benchmarks.smoothing_generated``: default gained 0.3-0.6 dB on the degraded real clips and went from 63.5% of the
-# warping error removed at 35.24 dB to about 64% at 35.4 dB on the generated clips; 0.5 s did no better).
+# windows 1.6x the equal-weight ones they replaced (0.15, 0.25, 0.4 s), see coherence.deflicker.window_weights
 SMOOTH_PRESETS: dict[str, SmoothSettings] = {
     "light": SmoothSettings(window=0.25, field_scale=0.06, decay=0.2),
     "default": SmoothSettings(window=0.4, field_scale=0.05, decay=0.3),
