@@ -199,7 +199,7 @@ def window_weights(distances: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 def correction_field(ratio: torch.Tensor, weight: torch.Tensor, *, sigma: float,
-                     temporal: torch.Tensor | None = None) -> torch.Tensor:
+                     temporal: torch.Tensor) -> torch.Tensor:
     """The log-domain correction of a frame: the mean global gain of its neighbours plus a smooth local field.
 
     Global part: the mean over the trusted neighbours and the frame itself (gain 0) of their per-channel gains
@@ -212,15 +212,13 @@ def correction_field(ratio: torch.Tensor, weight: torch.Tensor, *, sigma: float,
     Args:
         ratio: ``(K, 3, h, w)`` and ``weight`` ``(K, 1, h, w)`` from :func:`aligned_ratios`.
         sigma: spatial scale of the field, in thumbnail pixels.
-        temporal: ``(K,)`` weights of the neighbours (:func:`window_weights`; the frame's own is 1), or equal
-            weights when not given.
+        temporal: ``(K,)`` weights of the neighbours (:func:`window_weights`; the frame's own is 1).
 
     Returns:
         ``(3, h, w)``: add it to the frame's log (multiply the frame by its exponential).
     """
     gains, trusted = global_gains(ratio, weight)
-    if temporal is not None:
-        trusted = trusted * temporal.to(trusted)
+    trusted = trusted * temporal.to(trusted)
     weight = weight * trusted.view(-1, 1, 1, 1)
     local = ((ratio - gains[:, :, None, None]) * weight).sum(0, keepdim=True)
     # the frame's own term: blurring the constant weight 1 leaves it 1
