@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,18 @@ def test_smooth_then_interpolate_in_one_pass(slow_gif: Path, tmp_path: Path) -> 
     info = probe(out)
     # 8 frames at 100/33 fps span 7 * 0.33 s = 2.31 s: frames at k/24 s for k = 0..55
     assert info.fps == 24 and info.frames == 56
+
+
+@pytest.mark.parametrize(("banner", "fragment"), [("ffmpeg version 4.2.2-static", "version 4.2, older than the 5.1"),
+                                                  (None, "does not run")])
+def test_an_ffmpeg_too_old_for_the_reader_is_refused_in_one_line(clip_with_audio: Path, tmp_path: Path,
+                                                                 banner: str | None, fragment: str) -> None:
+    fake = tmp_path / "ffmpeg"
+    if banner is not None:  # a build that lacks -fps_mode: ffmpeg 4.2, as imageio-ffmpeg 0.5 ships
+        fake.write_text(f"#!/bin/sh\necho '{banner} Copyright (c) 2000-2019 the FFmpeg developers'\n")
+        fake.chmod(0o755)
+    env = {**os.environ, "COHERENCE_FFMPEG": str(fake)}
+    proc = subprocess.run([sys.executable, "-m", "cli", "--quiet", "info", str(clip_with_audio)], capture_output=True,
+                          text=True, cwd=Path(cli.__file__).parent, env=env)
+    assert_one_line_error(proc, 5, fragment)
+    assert "COHERENCE_FFMPEG" in proc.stderr
