@@ -64,7 +64,8 @@ def motion_smoothness(frames: torch.Tensor, reference: torch.Tensor | None, cont
         first, last = frames[idx - 1].float(), frames[idx + 1].float()
         fwd, bwd = context.estimator(first, last), context.estimator(last, first)
         mids = to_uint8_levels(interpolate_pair(first, last, 0.5, flow_ab=fwd, flow_ba=bwd))
-        per_frame[idx] = (255.0 - (mids - to_uint8_levels(frames[idx])).abs().flatten(1).mean(1)) / 255.0
+        # index_put_ wants the values on the series' device (the CPU)
+        per_frame[idx] = ((255.0 - (mids - to_uint8_levels(frames[idx])).abs().flatten(1).mean(1)) / 255.0).cpu()
     for cut in context.cuts:  # a triple (t-1, t, t+1) spanning a cut cannot be interpolated
         for frame in (cut, cut - 1):
             if 0 <= frame < t:
