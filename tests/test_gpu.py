@@ -84,4 +84,8 @@ def test_batch_job_on_cuda(tmp_path) -> None:
     records = [run_job(Job(path=path, output=tmp_path / f"{device}.mkv", options=BatchOptions(
         smooth=True, score=True, device=device), fingerprint=None)) for device in ("cpu", "cuda")]
     assert [r["status"] for r in records] == ["ok", "ok"], records
-    assert records[1]["metrics"]["warping_error"] == pytest.approx(records[0]["metrics"]["warping_error"], rel=0.05)
+    # the two smoothed clips differ by under a level on average (test_smoother_agrees) and are quantised to 8 bits;
+    # this clip's warping error is about two levels RMS, so such differences move it by up to a tenth
+    cpu, gpu = records[0]["metrics"], records[1]["metrics"]
+    assert gpu["warping_error"] == pytest.approx(cpu["warping_error"], rel=0.15)
+    assert gpu["psnr"] == pytest.approx(cpu["psnr"], abs=0.5)
