@@ -1,7 +1,9 @@
 """Flow-based frame interpolation to any integer factor or target frame rate, scene-cut and duplicate aware.
 
 Synthesis (:mod:`coherence.synthesis`): bidirectional flow (DIS by default) splatted forward to each output
-time, both frames warped there and blended by time; revealed areas come from the frame that sees them.
+time, both frames warped there and blended by time; revealed areas come from the frame that sees them. Pixels
+move on parabolas where the flows of the neighbouring pairs (same scene, distinct images) give their
+acceleration, on straight lines where not.
 
 Timing (:func:`source_position`): output frame ``k`` is at time ``k / out_fps``, i.e. at source position
 ``k * in_fps / out_fps`` (exact ``Fraction``); the output ends at the last input frame, so a factor ``N`` on
@@ -33,7 +35,7 @@ from coherence.clip import parse_fps
 from coherence.errors import ConfigError, InputError
 from coherence.flow import FlowEstimator, flow_both_ways, get_flow
 from coherence.scenes import SceneCutDetector
-from coherence.synthesis import coarse_pair, synthesise
+from coherence.synthesis import acceleration, coarse_pair, synthesise
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,24 @@ class Interpolator:
         flow_ab, flow_ba = flow_both_ways(self.flow, a[None], b[None])
         return coarse_pair(a[None], b[None], flow_ab=flow_ab.to(self.device), flow_ba=flow_ba.to(self.device))
 
+    @staticmethod
+    def _bends(before: _Sample | None, prev: _Sample, sample: _Sample, after: _Sample | None,
+               coarse_before: tuple[torch.Tensor, ...] | None,
+               coarse: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The :func:`acceleration` of ``prev`` (towards ``sample``) and of ``sample`` (towards ``prev``), from
+        the flows of the segments on either side where they have any (``None`` for a straight path)."""
+        span = sample.position - prev.position
+        step = prev.frame.shape[-1] / coarse[0].shape[-1]
+        bend_prev = bend_next = None
+        if before is not None and coarse_before is not None:
+            ratio = float((prev.position - before.position) / span)
+            bend_prev = acceleration(coarse[2], coarse_before[3], coarse_before[2], ratio=ratio, grid_step=step)
+        if after is not None and after.coarse is not None:
+            coarse_after = after.coarse.result()
+            ratio = float((after.position - sample.position) / span)
+            bend_next = acceleration(coarse[3], coarse_after[2], coarse_after[3], ratio=ratio, grid_step=step)
+        return bend_prev, bend_next
+
     def _needs_flow(self, prev: _Sample, sample: _Sample, step: Fraction) -> bool:
         """Whether an output time falls strictly between two samples that are neither a cut nor one image."""
         if sample.cut or prev.frame is sample.frame:
@@ -179,10 +199,11 @@ class Interpolator:
     def process(self, frames: Iterable[torch.Tensor], fps: str | float | Fraction) -> Iterator[torch.Tensor]:
         """Convert a stream of ``(3, H, W)`` float32 frames in [0, 1] at ``fps`` to :meth:`output_fps`.
 
-        Holds two runs of identical frames, the previous distinct frame and two pairs of flows at a time. The
-        flows of a pair are estimated on a background thread (OpenCV releases the GIL) while the frames of the
-        pair before are synthesised, so the output at source position ``s`` is yielded once input
-        ``floor(s) + 3`` has been read (later inside a run of duplicates).
+        Holds two runs of identical frames, the three distinct frames before them and three pairs of flows at a
+        time. The flows of a pair are estimated on a background thread (OpenCV releases the GIL) while the frames
+        two pairs before are synthesised, with the flows of the pairs on either side bending the paths, so the
+        output at source position ``s`` is yielded once input ``floor(s) + 4`` has been read (later inside a run
+        of duplicates).
 
         Yields:
             ``(3, H, W)`` float32 frames in [0, 1] on ``device``, output frame ``k`` at time ``k / out_fps``.
@@ -203,12 +224,15 @@ class Interpolator:
     def _process(self, frames: Iterable[torch.Tensor], step: Fraction,
                  pool: ThreadPoolExecutor) -> Iterator[torch.Tensor]:
         detector = SceneCutDetector()
-        state: dict[str, Any] = {"k": 0, "prev": None}
+        # k: next output frame; prev: the sample the next segment starts from; before: the one before it, and
+        # coarse: the flows between the two (None where that segment had none)
+        state: dict[str, Any] = {"k": 0, "prev": None, "before": None, "coarse": None}
         pending: list[_Sample] = []  # samples whose segment is not emitted yet, oldest first
 
         def emit_until(sample: _Sample) -> Iterator[torch.Tensor]:
             """Frames at every position before ``sample``, in the segment from the previous sample."""
             prev: _Sample | None = state["prev"]
+            bends: tuple[torch.Tensor | None, torch.Tensor | None] | None = None
             while state["k"] * step < sample.position:
                 pos = state["k"] * step
                 if prev is None or pos <= prev.position:
@@ -220,11 +244,16 @@ class Interpolator:
                 else:  # a time strictly between two distinct images: add() started their flows (_needs_flow)
                     t = float((pos - prev.position) / (sample.position - prev.position))
                     coarse = cast("Future[tuple[torch.Tensor, ...]]", sample.coarse).result()
+                    if bends is None:
+                        bends = self._bends(state["before"], prev, sample, pending[0] if pending else None,
+                                            state["coarse"], coarse)
                     yield synthesise(prev.frame[None], sample.frame[None], t, coarse,
-                                      alpha=self.alpha, mode="bicubic")[0]
+                                      alpha=self.alpha, mode="bicubic", accelerations=bends)[0]
                 state["k"] += 1
+            # this segment's flows bend the next one's paths (when it had any: not a cut, a hold or a still)
+            state["coarse"] = None if sample.coarse is None else sample.coarse.result()
             sample.coarse = None
-            state["prev"] = sample
+            state["before"], state["prev"] = prev, sample
 
         def add(sample: _Sample, *, keep: int) -> Iterator[torch.Tensor]:
             """Queue ``sample``, start its flows, and emit the segments of all but the ``keep`` newest samples."""
@@ -251,7 +280,7 @@ class Interpolator:
             else:
                 if run is not None:
                     for sample in self._samples(*run):
-                        yield from add(sample, keep=1)
+                        yield from add(sample, keep=2)
                 run = (frame, count, 1, cut)
             count += 1
         if run is None:

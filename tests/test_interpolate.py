@@ -9,15 +9,16 @@ import pytest
 import torch
 
 from coherence.errors import ConfigError, InputError
-from coherence.flow import resize_flow, warp
+from coherence.flow import flow_both_ways, get_flow, resize_flow, warp
 from coherence.interpolate import (
+    DIS_OPTIONS,
     INTERPOLATION_PRESETS,
     Interpolator,
     interpolate,
     output_frame_count,
     source_position,
 )
-from coherence.synthesis import interpolate_pair, warp_blend
+from coherence.synthesis import acceleration, interpolate_pair, warp_blend
 
 H, W = 64, 96
 VELOCITY = (2.0, 0.5)  # pixels per frame, x then y, of the square
@@ -50,6 +51,15 @@ def render(time: float, *, seed: int = 0, size: int = 22) -> torch.Tensor:
     return background * (1 - cover) + square * cover
 
 
+def orbit(time: float, *, radius: float = 6.0) -> torch.Tensor:
+    """Exact frame ``(3, H, W)`` at ``time`` of a view moving on a circle of ``radius`` pixels, a sixth of a turn
+    per frame (an orbiting or hand-held camera): the motion turns all the time."""
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32),
+                            indexing="ij")
+    angle = math.pi / 3 * time
+    return _texture(xs + 20 + radius * math.cos(angle), ys + 20 + radius * math.sin(angle), 0)
+
+
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(10 * torch.log10(1 / (x - y).square().mean().clamp_min(1e-10)))
 
@@ -74,6 +84,34 @@ def test_midpoint_matches_true_motion_far_better_than_blending() -> None:
         ours, blend = psnr(out[2 * k + 1], truth), psnr(0.5 * (frames[k] + frames[k + 1]), truth)
         assert ours > 35.0
         assert ours > blend + 2.5
+
+
+def test_turning_motion_is_followed_on_its_curve() -> None:
+    # on a circle of 6 px, a sixth of a turn per frame, the straight path from frame k to k + 1 passes 0.8 px
+    # inside the true midpoint; the flows to frames k - 1 and k + 2 give the curve (about +6 dB here)
+    frames = torch.stack([orbit(t) for t in range(6)])
+    out, _ = interpolate(frames, 8, factor=2)
+    estimator = get_flow("dis", preset="medium", **DIS_OPTIONS)
+    for k in (1, 2, 3):  # the segments with a frame on either side
+        truth = orbit(k + 0.5)
+        flow_ab, flow_ba = flow_both_ways(estimator, frames[k:k + 1], frames[k + 1:k + 2])
+        straight = interpolate_pair(frames[k], frames[k + 1], 0.5, flow_ab=flow_ab[0], flow_ba=flow_ba[0])
+        assert psnr(out[2 * k + 1], truth) > psnr(straight, truth) + 3.0
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0), (1.5, 1.0), (1.0, 2.5)])
+def test_acceleration_fits_the_parabola_through_three_frames(spacing: tuple[float, float]) -> None:
+    # a pixel at v s + a s^2 / 2 at time s, frames at s = -before, 0, after (a re-timed run of duplicates spaces
+    # them unevenly): the acceleration term is a after^2, and the path it gives passes the true position
+    before, after = spacing
+    v, a = torch.tensor([1.5, -0.5]), torch.tensor([0.8, 0.3])
+    at = lambda s: (v * s + a * s * s / 2).view(1, 2, 1, 1).expand(1, 2, 16, 24)  # noqa: E731
+    # inside the frame (pixels whose match leaves it fail the forward-backward test and keep a straight path)
+    bend = acceleration(at(after), at(-before), -at(-before), ratio=before / after)[..., 4:-4, 4:-4]
+    assert torch.allclose(bend, (a * after**2).view(1, 2, 1, 1).expand_as(bend), atol=1e-5)
+    t = 0.3
+    assert torch.allclose(t * at(after)[..., 4:-4, 4:-4] - t * (1 - t) / 2 * bend, at(t * after)[..., 4:-4, 4:-4],
+                          atol=1e-5)
 
 
 def test_quarter_times_follow_the_motion() -> None:
@@ -190,8 +228,9 @@ def test_bounded_lookahead() -> None:
 
     for k, _ in enumerate(Interpolator(factor=4).process(source(), 8)):
         # output at position s needs inputs up to floor(s) + 1, one more to know that floor(s) + 1 does not
-        # start a run of duplicates, and one more whose flows are estimated while this segment is synthesised
-        assert consumed <= k // 4 + 4
+        # start a run of duplicates, one more whose flows bend the segment's paths, and one more whose flows are
+        # estimated while this segment is synthesised
+        assert consumed <= k // 4 + 5
 
 
 def test_configuration_errors() -> None:
