@@ -149,11 +149,12 @@ def summarise(rows: list[dict[str, object]]) -> list[dict[str, object]]:
     return summary
 
 
-def speed(frames: int, *, preset: str = "default") -> dict[str, object]:
+def speed(frames: int, *, preset: str = "default", options: tuple[str, ...] = ()) -> dict[str, object]:
     """Whole-process speed at 640x360: ``coherence smooth`` on an mp4 vs ffmpeg's chain on the same file.
 
     The degraded bunny clip is played forwards and backwards until it has ``frames`` frames, so that the fixed
-    cost of starting Python and torch (seconds) does not stand in for the throughput.
+    cost of starting Python and torch (seconds) does not stand in for the throughput. ``options``: more
+    ``coherence smooth`` arguments, e.g. ``("--device", "cuda")``.
     """
     clip, degraded = degraded_clip("bunny", artifact_preset("flicker"), seed=0)
     degraded = ping_pong(degraded, frames)
@@ -161,7 +162,7 @@ def speed(frames: int, *, preset: str = "default") -> dict[str, object]:
         source = Path(tmp) / "input.mp4"
         write_clip(Clip(degraded, clip.fps, {}), source)
         ours = [sys.executable, "-m", "cli", "-q", "smooth", str(source), "-o", str(Path(tmp) / "ours.mp4"),
-                "--preset", preset]
+                "--preset", preset, *options]
         theirs = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(source), "-vf", BEST_FFMPEG,
                   *ENCODE, str(Path(tmp) / "ffmpeg.mp4")]
         seconds = {}
@@ -169,7 +170,7 @@ def speed(frames: int, *, preset: str = "default") -> dict[str, object]:
             start = time.perf_counter()
             subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parents[1])
             seconds[name] = time.perf_counter() - start
-    return {"frames": frames, "size": "640x360", "preset": preset,
+    return {"frames": frames, "size": "640x360", "preset": preset, "options": " ".join(options),
             "coherence_fps": round(frames / seconds["coherence"], 1),
             "ffmpeg_fps": round(frames / seconds["ffmpeg"], 1),
             "speed_ratio": round(seconds["ffmpeg"] / seconds["coherence"], 3)}
