@@ -9,8 +9,10 @@ each pixel moves on a parabola instead of a line (Xu et al. 2019, "Quadratic Vid
 its acceleration comes from its flows to both neighbours (:func:`acceleration`), so motion that speeds up, slows
 down or turns lands where it really is at ``t`` (x2 on the benchmark clips: +0.19 dB on bikes, +0.54 on bunny,
 +0.10 to +0.72 on the CogVideoX clips). Both frames are then warped to ``t`` with bicubic
-sampling and blended with weights ``1 - t`` and ``t`` (:func:`warp_blend`). (Weighting the blend by the
-frames' forward-backward consistency lost 0.1-0.2 dB on the real benchmark clips, so the blend is not.)
+sampling and blended with weights ``1 - t`` and ``t`` (:func:`warp_blend`), falling back towards the plain blend
+of the two frames where the warped frames disagree more than the unwarped ones (:func:`compensated_share`).
+(Weighting the blend by the frames' forward-backward consistency lost 0.1-0.2 dB on the real benchmark clips, so
+the blend is not.)
 The motion is found at a quarter of the resolution (:func:`coarse_pair`), the frames are warped at full size.
 """
 
