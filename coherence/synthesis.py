@@ -202,8 +202,8 @@ _CHANNEL_MEAN = np.full((1, 3), 1 / 3, np.float32)
 
 
 def check_window(height: int, width: int) -> int:
-    """Odd side in pixels (at least 3) of the window over which :func:`warp_blend` checks its motion compensation
-    for a ``height x width`` frame."""
+    """Odd side in pixels of the window over which :func:`warp_blend` checks its motion compensation for a
+    ``height x width`` frame (1, a per-pixel check, on frames under 60 pixels)."""
     return 2 * round(max(height, width) * CHECK_FRACTION / 2) + 1
 
 
