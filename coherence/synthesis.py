@@ -203,7 +203,7 @@ _CHANNEL_MEAN = np.full((1, 3), 1 / 3, np.float32)
 
 def check_window(height: int, width: int) -> int:
     """Odd side in pixels of the window over which :func:`warp_blend` checks its motion compensation for a
-    ``height x width`` frame (1, a per-pixel check, on frames under 60 pixels)."""
+    ``height x width`` frame (1, a per-pixel check, where the long side is 40 pixels or less)."""
     return 2 * round(max(height, width) * CHECK_FRACTION / 2) + 1
 
 
