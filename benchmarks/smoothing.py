@@ -1,7 +1,9 @@
 """The smoothing benchmark of issue 3: our presets against ffmpeg chains on degraded real clips, in one run.
 
 Cases: ``bikes`` and ``bunny`` (first 120 frames, :mod:`benchmarks.cases`), degraded with
-``artifact_preset("flicker")`` (the issue's protocol) and ``"strong"`` (boiling and jitter too), several seeds.
+``artifact_preset("flicker")`` (the issue's protocol) and ``"strong"`` (boiling and jitter too), several seeds; in
+full runs also ``carphone`` (176×144) degraded the same way, and carphone's real H.264 copy against its pristine
+original (artefacts ``h264``: nothing synthetic, one case).
 Methods: each smoothing preset, the default one with ``--dejitter 3`` (full runs), and ffmpeg's chains. Per method
 and case:
 
@@ -28,13 +30,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import kornia
 import torch
 
-from benchmarks.cases import RealClip, degraded_clip, ping_pong
+from benchmarks.cases import RealClip, compressed_carphone, degraded_clip, ping_pong
 from benchmarks.ffmpeg_filters import apply_ffmpeg_filter
 from coherence.clip import Clip
 from coherence.io import write_clip
@@ -68,10 +71,11 @@ class Setting:
     presets: tuple[str, ...]
     chains: tuple[str, ...]
     dejitter: float = 0.0  # also the default preset with this --dejitter, if not 0
+    compressed: bool = False  # also carphone's real H.264 copy (artefacts "h264")
 
 
-FULL = Setting(("bikes", "bunny"), ("flicker", "strong"), (0, 1, 2), 120, tuple(SMOOTH_PRESETS), tuple(FFMPEG_CHAINS),
-               dejitter=3.0)
+FULL = Setting(("bikes", "bunny", "carphone"), ("flicker", "strong"), (0, 1, 2), 120, tuple(SMOOTH_PRESETS),
+               tuple(FFMPEG_CHAINS), dejitter=3.0, compressed=True)
 QUICK = Setting(("bikes", "bunny"), ("flicker",), (0,), 48, ("default",), ("ffmpeg-deflicker-hqdn3d",))
 
 
@@ -105,29 +109,37 @@ def _run(method: str, spec: object, frames: torch.Tensor, clip: RealClip) -> tup
     return apply_ffmpeg_filter(frames, clip.fps, str(spec))
 
 
+def _cases(setting: Setting) -> Iterator[tuple[str, int, RealClip, torch.Tensor]]:
+    """``(artefacts, seed, clean clip, degraded frames)`` of every case, clip by clip."""
+    for name in setting.clips:
+        for artifacts in setting.artifacts:
+            for seed in setting.seeds:
+                yield (artifacts, seed,
+                       *degraded_clip(name, artifact_preset(artifacts), seed=seed, frames=setting.frames))
+    if setting.compressed:
+        yield ("h264", 0, *compressed_carphone(setting.frames))
+
+
 def quality_rows(setting: Setting) -> list[dict[str, object]]:
     """One row per (clip, artefacts, seed, method), plus the degraded input as method ``input``."""
     rows: list[dict[str, object]] = []
     methods = _methods(setting)
-    for name in setting.clips:
-        flows = None
-        clean_we = float("nan")
-        for artifacts in setting.artifacts:
-            for seed in setting.seeds:
-                clip, degraded = degraded_clip(name, artifact_preset(artifacts), seed=seed, frames=setting.frames)
-                if flows is None:
-                    flows = consecutive_flows(clip.frames, "dis")
-                    clean_we = warping_error(clip.frames, flows=flows, cuts=clip.cuts)[0]
-                outputs = {"input": (degraded, 0.0)}
-                outputs.update({m: _run(m, spec, degraded, clip) for m, spec in methods.items()})
-                for method, (out, seconds) in outputs.items():
-                    out = out[: len(clip.frames)]
-                    we = warping_error(out, flows=flows, cuts=clip.cuts)[0]
-                    rows.append({"clip": name, "artifacts": artifacts, "seed": seed, "method": method,
-                                 "psnr": round(psnr(out, clip.frames), 3), "ssim": round(ssim(out, clip.frames), 4),
-                                 "we_ratio": round(we / clean_we, 3), "fps": round(len(out) / seconds, 1)
-                                 if seconds > 0 else None})
-                    log.info("%s", rows[-1])
+    clean_flows: dict[str, tuple[tuple[torch.Tensor, torch.Tensor], float]] = {}
+    for artifacts, seed, clip, degraded in _cases(setting):
+        if clip.name not in clean_flows:
+            flows = consecutive_flows(clip.frames, "dis")
+            clean_flows[clip.name] = flows, warping_error(clip.frames, flows=flows, cuts=clip.cuts)[0]
+        flows, clean_we = clean_flows[clip.name]
+        outputs = {"input": (degraded, 0.0)}
+        outputs.update({m: _run(m, spec, degraded, clip) for m, spec in methods.items()})
+        for method, (out, seconds) in outputs.items():
+            out = out[: len(clip.frames)]
+            we = warping_error(out, flows=flows, cuts=clip.cuts)[0]
+            rows.append({"clip": clip.name, "artifacts": artifacts, "seed": seed, "method": method,
+                         "psnr": round(psnr(out, clip.frames), 3), "ssim": round(ssim(out, clip.frames), 4),
+                         "we_ratio": round(we / clean_we, 3), "fps": round(len(out) / seconds, 1)
+                         if seconds > 0 else None})
+            log.info("%s", rows[-1])
     return rows
 
 
