@@ -46,7 +46,7 @@ from pathlib import Path
 import kornia
 import torch
 
-from benchmarks.cases import SHARED_CLIPS, compressed_carphone, ping_pong, quantise, real_clip
+from benchmarks.cases import REAL_CLIPS, SHARED_CLIPS, compressed_carphone, ping_pong, quantise, real_clip
 from benchmarks.ffmpeg_filters import apply_ffmpeg_filter
 from coherence.clip import Clip
 from coherence.interpolate import Interpolator
@@ -191,8 +191,8 @@ def run(out: Path, *, quick: bool = False, unseen: bool = False, gifs: bool = Fa
     ×2 protocol)."""
     out.mkdir(parents=True, exist_ok=True)
     length = 40 if quick else 120
-    names = ("bikes", "bunny") if quick else ("bikes", "bunny", "carphone")
-    cases = [(name, real_clip(name, length).frames, real_clip(name, length).fps, True) for name in names]
+    clips = [real_clip(name, length) for name in (("bikes", "bunny") if quick else REAL_CLIPS)]
+    cases = [(clip.name, clip.frames, clip.fps, True) for clip in clips]
     if not quick:
         carphone, compressed = compressed_carphone(length)
         cases.append(("carphone h264", compressed, carphone.fps, True))
