@@ -105,7 +105,7 @@ def score(output: torch.Tensor, clip: torch.Tensor, kept: int, factor: int = 2) 
     return psnr, ssim, len(odd)
 
 
-def _timed(cmd: list[str], repeat: int) -> float:
+def timed(cmd: list[str], repeat: int) -> float:
     """Fastest wall-clock seconds of ``repeat`` runs of a command (which must succeed)."""
     best = math.inf
     for _ in range(repeat):
@@ -119,20 +119,20 @@ def _timed(cmd: list[str], repeat: int) -> float:
 
 def _ours_cli(source: Path, target: Path, repeat: int, factor: int) -> float:
     """Seconds for ``coherence interpolate --factor N`` in a subprocess, lossless FFV1 in and out."""
-    return _timed([sys.executable, "-m", "cli", "-q", "interpolate", str(source), "-o", str(target), "--factor",
+    return timed([sys.executable, "-m", "cli", "-q", "interpolate", str(source), "-o", str(target), "--factor",
                    str(factor), "--lossless"], repeat)
 
 
-def _ffmpeg_file(vf: str, source: Path, target: Path, repeat: int) -> float:
+def ffmpeg_file(vf: str, source: Path, target: Path, repeat: int) -> float:
     """Seconds for ffmpeg filtering ``source`` into ``target`` with the writer's lossless FFV1 options."""
-    return _timed([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(source),
+    return timed([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(source),
                    "-vf", vf, "-fps_mode", "passthrough", "-c:v", "ffv1", "-level", "3", "-pix_fmt", "bgr0",
                    str(target)], repeat)
 
 
 def startup_seconds(repeat: int = 3) -> float:
     """Fastest time of a Python process that imports the CLI and the interpolation stage and exits."""
-    return _timed([sys.executable, "-c", "import cli, coherence.interpolate"], repeat)
+    return timed([sys.executable, "-c", "import cli, coherence.interpolate"], repeat)
 
 
 def clip_rows(name: str, frames: torch.Tensor, fps: Fraction, folder: Path, *, cli: bool = True,
@@ -167,7 +167,7 @@ def clip_rows(name: str, frames: torch.Tensor, fps: Fraction, folder: Path, *, c
         source = folder / "kept.mkv"
         write_clip(Clip(kept, kept_fps), source, lossless=True)
         vf = FFMPEG_METHODS["ffmpeg_minterpolate"].format(fps=fps)
-        seconds = _ffmpeg_file(vf, source, folder / "minterpolate.mkv", repeat)
+        seconds = ffmpeg_file(vf, source, folder / "minterpolate.mkv", repeat)
         add("ffmpeg_minterpolate (file)", read_clip(folder / "minterpolate.mkv").frames, seconds, "file")
         seconds = _ours_cli(source, folder / "ours.mkv", repeat, factor)
         add("ours (cli)", read_clip(folder / "ours.mkv").frames, seconds, "file")
@@ -183,13 +183,11 @@ def _shared(pattern: str, frames: int, *, cli: bool) -> list[tuple[str, torch.Te
     return found
 
 
-def run(out: Path, *, quick: bool = False, unseen: bool = False, gifs: bool = False, repeat: int = 3,
-        long: int = 0, factor: int = 2) -> list[Row]:
-    """Run the benchmark; writes ``interpolation.csv`` and ``interpolation.json`` to ``out``. ``long``: also a
-    ping-pong of bunny that many frames long, where Python's and torch's start-up no longer dominate;
-    ``gifs``: also the shared GIF clips, without the CLI runs; ``factor``: keep every ``factor``-th frame (2: the
-    ×2 protocol)."""
-    out.mkdir(parents=True, exist_ok=True)
+def benchmark_cases(*, quick: bool = False, unseen: bool = False, gifs: bool = False,
+                    long: int = 0) -> list[tuple[str, torch.Tensor, Fraction, bool]]:
+    """The clips of a run as ``(name, frames (T, 3, H, W) float32 in [0, 1], fps, time the CLI)``. ``long``: also a
+    ping-pong of bunny that many frames long, where Python's and torch's start-up no longer dominate; ``gifs``:
+    also the shared GIF clips, without the CLI runs."""
     length = 40 if quick else 120
     clips = [real_clip(name, length) for name in (("bikes", "bunny") if quick else REAL_CLIPS)]
     cases = [(clip.name, clip.frames, clip.fps, True) for clip in clips]
@@ -203,6 +201,15 @@ def run(out: Path, *, quick: bool = False, unseen: bool = False, gifs: bool = Fa
         cases += _shared("cogvideox/*.mp4", 24 if quick else 48, cli=True)
     if gifs:
         cases += _shared("*/*.gif", 24 if quick else 48, cli=False)
+    return cases
+
+
+def run(out: Path, *, quick: bool = False, unseen: bool = False, gifs: bool = False, repeat: int = 3,
+        long: int = 0, factor: int = 2) -> list[Row]:
+    """Run the benchmark on :func:`benchmark_cases`; writes ``interpolation.csv`` and ``interpolation.json`` to
+    ``out``. ``factor``: keep every ``factor``-th frame (2: the ×2 protocol)."""
+    out.mkdir(parents=True, exist_ok=True)
+    cases = benchmark_cases(quick=quick, unseen=unseen, gifs=gifs, long=long)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, frames, fps, cli in cases:

@@ -122,6 +122,25 @@ def test_quarter_times_follow_the_motion() -> None:
         assert psnr(out[j], truth) > psnr(out[4 * round(j / 4)], truth) + 3.0
 
 
+def test_interpolation_bounds_know_where_an_off_centre_frame_sits() -> None:
+    # held-out frames a third of the way from one kept frame to the next: an interpolator puts them halfway; the
+    # benchmark's bounds pick the time with hindsight, or take flows from the held-out frame itself
+    from benchmarks.cases import quantise
+    from benchmarks.interpolation_bounds import bound_outputs
+
+    times = (0.0, 0.3, 1.0, 1.3, 2.0)
+    frames = torch.stack([render(t) for t in times])
+    ours, _ = interpolate(frames[0::2], 8, factor=2)
+    bounds = bound_outputs(frames, ours)
+    for j in (1, 3):
+        truth = frames[j]
+        assert psnr(bounds["hindsight t"][j], truth) > psnr(ours[j], truth) + 3.0
+        assert psnr(bounds["middle flows"][j], truth) > 30.0
+    for name, output in bounds.items():
+        assert output.shape == ours.shape, name
+        assert torch.equal(output[0::2], quantise(frames[0::2])), name
+
+
 def test_opencv_warp_blend_matches_grid_sample() -> None:
     # the CPU path (cv2.remap on a 1/32-pixel grid) against the torch reference it replaces, with coarse flows
     g = torch.Generator().manual_seed(3)
