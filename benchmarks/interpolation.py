@@ -120,14 +120,14 @@ def timed(cmd: list[str], repeat: int) -> float:
 def _ours_cli(source: Path, target: Path, repeat: int, factor: int) -> float:
     """Seconds for ``coherence interpolate --factor N`` in a subprocess, lossless FFV1 in and out."""
     return timed([sys.executable, "-m", "cli", "-q", "interpolate", str(source), "-o", str(target), "--factor",
-                   str(factor), "--lossless"], repeat)
+                  str(factor), "--lossless"], repeat)
 
 
 def ffmpeg_file(vf: str, source: Path, target: Path, repeat: int) -> float:
     """Seconds for ffmpeg filtering ``source`` into ``target`` with the writer's lossless FFV1 options."""
     return timed([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(source),
-                   "-vf", vf, "-fps_mode", "passthrough", "-c:v", "ffv1", "-level", "3", "-pix_fmt", "bgr0",
-                   str(target)], repeat)
+                  "-vf", vf, "-fps_mode", "passthrough", "-c:v", "ffv1", "-level", "3", "-pix_fmt", "bgr0",
+                  str(target)], repeat)
 
 
 def startup_seconds(repeat: int = 3) -> float:

@@ -28,6 +28,7 @@ import json
 import logging
 import sys
 import tempfile
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -46,6 +47,20 @@ log = logging.getLogger(__name__)
 
 TARGET_MARGIN_DB = 1.5
 HINDSIGHT_TIMES = tuple(k / 10 for k in range(2, 9))
+
+
+@dataclass(frozen=True)
+class BoundsRow:
+    """One clip: PSNR (dB) of minterpolate, ours, the target and the two bounds on the held-out frames, and
+    minterpolate's whole file-to-file run in seconds."""
+
+    clip: str
+    minterpolate: float
+    ours: float
+    target: float
+    hindsight_t: float
+    middle_flows: float
+    minterpolate_file_seconds: float
 
 
 def bound_outputs(frames: torch.Tensor, ours: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -76,33 +91,31 @@ def bound_outputs(frames: torch.Tensor, ours: torch.Tensor) -> dict[str, torch.T
     return outputs
 
 
-def clip_bounds(name: str, frames: torch.Tensor, fps: Fraction, folder: Path) -> dict[str, object]:
-    """PSNR of ours, minterpolate, the target and the bounds on one clip ``(T, 3, H, W)`` float32 in [0, 1], and
-    minterpolate's whole-process seconds on it (FFV1 file to file)."""
+def clip_bounds(name: str, frames: torch.Tensor, fps: Fraction, folder: Path) -> BoundsRow:
+    """The :class:`BoundsRow` of one clip ``(T, 3, H, W)`` float32 in [0, 1] at ``fps``; ``folder`` holds the
+    FFV1 files of minterpolate's timed run."""
     kept, kept_fps = quantise(frames[0::2]), fps / 2
     count = kept.shape[0]
     vf = FFMPEG_METHODS["ffmpeg_minterpolate"].format(fps=fps)
     minterpolate = score(apply_ffmpeg_filter(kept, kept_fps, vf)[0], frames, count)[0]
     ours = torch.stack(list(Interpolator(factor=2).process(kept, kept_fps)))
-    row: dict[str, object] = {"clip": name, "minterpolate": round(minterpolate, 2),
-                              "ours": round(score(ours, frames, count)[0], 2),
-                              "target": round(minterpolate + TARGET_MARGIN_DB, 2)}
-    row.update({key: round(score(output, frames, count)[0], 2)
-                for key, output in bound_outputs(frames, ours).items()})
+    bounds = {key: score(output, frames, count)[0] for key, output in bound_outputs(frames, ours).items()}
     source = folder / "kept.mkv"
     write_clip(Clip(kept, kept_fps), source, lossless=True)
-    row["minterpolate_file_seconds"] = round(ffmpeg_file(vf, source, folder / "minterpolate.mkv", 3), 2)
-    return row
+    seconds = ffmpeg_file(vf, source, folder / "minterpolate.mkv", 3)
+    return BoundsRow(name, round(minterpolate, 2), round(score(ours, frames, count)[0], 2),
+                     round(minterpolate + TARGET_MARGIN_DB, 2), round(bounds["hindsight t"], 2),
+                     round(bounds["middle flows"], 2), round(seconds, 2))
 
 
-def table(rows: list[dict[str, object]], torch_import: float) -> str:
+def table(rows: list[BoundsRow], torch_import: float) -> str:
     """Markdown: PSNR in dB per clip, and the speed budget against ``import torch``'s seconds."""
     lines = ["| clip | minterpolate | ours | target | hindsight t | middle flows | 2× budget, s | import torch, s |",
              "|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        budget = float(str(row["minterpolate_file_seconds"])) / 2
-        lines.append(f"| {row['clip']} | {row['minterpolate']:.2f} | {row['ours']:.2f} | {row['target']:.2f} | "
-                     f"{row['hindsight t']:.2f} | {row['middle flows']:.2f} | {budget:.2f} | {torch_import:.2f} |")
+        lines.append(f"| {row.clip} | {row.minterpolate:.2f} | {row.ours:.2f} | {row.target:.2f} | "
+                     f"{row.hindsight_t:.2f} | {row.middle_flows:.2f} | {row.minterpolate_file_seconds / 2:.2f} | "
+                     f"{torch_import:.2f} |")
     return "\n".join(lines)
 
 
@@ -115,15 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # as in benchmarks.interpolation: minterpolate is single-threaded
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows = []
+    rows: list[BoundsRow] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, frames, fps, _ in benchmark_cases(quick=args.quick, unseen=args.unseen):
             log.info("interpolation bounds: %s", name)
             rows.append(clip_bounds(name, frames, fps, Path(tmp)))
     torch_import = timed([sys.executable, "-c", "import torch"], 3)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bounds.json").write_text(json.dumps({"rows": rows, "import_torch_seconds": round(torch_import, 2)},
-                                                     indent=1))
+    (args.out / "bounds.json").write_text(json.dumps({"rows": [asdict(row) for row in rows],
+                                                      "import_torch_seconds": round(torch_import, 2)}, indent=1))
     print(table(rows, torch_import))
     return 0
 

@@ -123,7 +123,7 @@ def test_quarter_times_follow_the_motion() -> None:
 
 
 def test_interpolation_bounds_know_where_an_off_centre_frame_sits() -> None:
-    # held-out frames a third of the way from one kept frame to the next: an interpolator puts them halfway; the
+    # held-out frames three tenths of the way from one kept frame to the next: an interpolator puts them halfway; the
     # benchmark's bounds pick the time with hindsight, or take flows from the held-out frame itself
     from benchmarks.cases import quantise
     from benchmarks.interpolation_bounds import bound_outputs
