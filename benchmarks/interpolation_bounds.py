@@ -78,7 +78,7 @@ def bound_outputs(frames: torch.Tensor, ours: torch.Tensor) -> dict[str, torch.T
     pair_flow = get_flow("dis", **DIS_OPTIONS)
     middle_flow = get_flow("dis", preset="medium")
     kept = quantise(frames[0::2])
-    outputs = {name: kept.repeat_interleave(2, 0)[: 2 * kept.shape[0] - 1].clone()
+    outputs = {name: kept.repeat_interleave(2, 0)[: 2 * kept.shape[0] - 1]
                for name in ("hindsight t", "middle flows")}
     for k in range(kept.shape[0] - 1):
         a, b, middle = kept[k:k + 1], kept[k + 1:k + 2], frames[2 * k + 1:2 * k + 2]
