@@ -13,7 +13,8 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
    motion-boundary occlusion tests define where a pixel's trajectory continues. Along it, a causal and an
    anti-causal normalised exponential filter (:func:`coherence.trajectory.trajectory_step`, weight
    ``decay ** k`` for a frame ``k`` steps away, reset wherever the occlusion test fails) are combined so that
-   frame ``t`` counts once.
+   frame ``t`` counts once. A pixel that the input clipped and the correction moved off the clip is a bound, not
+   a sample (:mod:`coherence.censoring`): the neighbours that agree with it fill it in.
    This is the minimiser of the warping error along the flow plus a fidelity term to the frame (a
    first-order Whittaker smoother, whose impulse response is that two-sided exponential; the anti-causal
    half is truncated after ``lookahead`` frames, where ``decay ** lookahead`` is negligible).
@@ -22,11 +23,11 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
    neighbours do not share is shake, and the frame is moved back by it. Off by default: generated clips' own
    shake is part of what their fidelity and warping error are measured against.
 
-Frame ``t`` carries the largest weight and its neighbours are aligned onto it, so motion is neither lagged nor
-averaged away (the output stays nearest its own input frame); where the flow cannot follow (occlusions,
-motion boundaries) a pixel keeps its own value. Memory holds ``radius + 3 * lookahead`` frames ahead (the
-anti-causal pass runs once per block of ``lookahead`` frames and reads two blocks; one more keeps the flow thread
-busy) and one accumulator behind, whatever the clip's length.
+Frame ``t`` carries the largest weight (unless censored) and its neighbours are aligned onto it, so motion is
+neither lagged nor averaged away (the output stays nearest its own input frame); where the flow cannot follow
+(occlusions, motion boundaries) a pixel keeps its own value. Memory holds ``radius + 3 * lookahead`` frames ahead
+(the anti-causal pass runs once per block of ``lookahead`` frames and reads two blocks; one more keeps the flow
+thread busy) and one accumulator behind, whatever the clip's length.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from typing import cast
 
 import torch
 
+from coherence.censoring import Censored, censored_link_weights, find_censored, own_weights
 from coherence.clip import parse_fps
 from coherence.deflicker import (
     aligned_ratios,
@@ -111,6 +113,7 @@ class _Record:
     to_next_thumb: torch.Tensor | None = None  # flow(t, t+1) on the thumbnail grid
     to_prev_thumb: torch.Tensor | None = None  # flow(t, t-1) on the thumbnail grid
     corrected: torch.Tensor | None = None  # (3, H, W) after the illumination correction
+    censored: Censored | None = None  # where corrected is a bound on the content, not its value
     own: torch.Tensor | None = None  # (H, W, 4) homogeneous(corrected), made once
     to_next: torch.Tensor | None = None  # (1, 2, H, W) flow(t, t+1) between corrected frames, full size
     to_prev: torch.Tensor | None = None  # (1, 2, H, W) flow(t, t-1) between corrected frames
@@ -228,9 +231,7 @@ class _Run:
         self.lookahead = smoother.lookahead
         self.records: dict[int, _Record] = {}
         self.detector = SceneCutDetector()
-        self.last = -1
-        self.next_correct = 0
-        self.next_out = 0
+        self.last, self.next_correct, self.next_out = -1, 0, 0
         self.size: tuple[int, int] | None = None
         # the forward accumulator of the last output frame: (index, (H, W, 4)), and the backward accumulators
         # computed ahead of their output (one pass per block of frames)
@@ -268,9 +269,8 @@ class _Run:
         if frame.ndim != 3 or frame.shape[0] != 3:
             raise InputError(f"smoothing needs (3, H, W) frames, got {tuple(frame.shape)}")
         size = (frame.shape[1], frame.shape[2])
-        if self.size is None:
-            self.size = size
-        elif size != self.size:
+        self.size = self.size or size
+        if size != self.size:
             raise InputError(f"frame {self.last + 1} is {size[1]}x{size[0]} but the clip is "
                              f"{self.size[1]}x{self.size[0]}")
         return frame.to(self.s.device, torch.float32)
@@ -300,9 +300,6 @@ class _Run:
             first, second = resize(first, size, mode="area"), resize(second, size, mode="area")
         return torch.cat(flow_both_ways(self.s.flow, first, second))
 
-    def _sigma(self, record: _Record) -> float:
-        return self.s.settings.field_scale * max(record.thumb[0].shape[-2:])
-
     # -- windows -----------------------------------------------------------------------------------------
     def _chain(self, t: int, reach: int, direction: int) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
         """Thumbnail flows between ``t`` and each neighbour ``t + direction * j`` (``j = 1..reach``) in ``t``'s
@@ -312,10 +309,7 @@ class _Run:
             near, far = self.records.get(t + direction * (j - 1)), self.records.get(t + direction * j)
             if near is None or far is None or far.scene != near.scene:
                 break
-            if direction > 0:
-                f, b = near.to_next_thumb, far.to_prev_thumb
-            else:
-                f, b = near.to_prev_thumb, far.to_next_thumb
+            f, b = (near.to_next_thumb, far.to_prev_thumb) if direction > 0 else (near.to_prev_thumb, far.to_next_thumb)
             forward.append(f)
             backward.append(b)
             indices.append(t + direction * j)
@@ -327,8 +321,7 @@ class _Run:
 
     def _correct(self, t: int) -> None:
         record = self.records[t]
-        neighbours = []
-        distances = []
+        neighbours, distances = [], []
         for direction in (1, -1):
             for index, to_s, from_s in self._chain(t, self.radius, direction):
                 neighbours.append((*self.records[index].thumb, to_s, from_s))
@@ -336,11 +329,14 @@ class _Run:
         if not neighbours:
             record.corrected = record.frame
         else:
-            ratio, weight = aligned_ratios(record.thumb, neighbours, sigma=self._sigma(record))
-            field = correction_field(ratio, weight, sigma=self._sigma(record),
+            sigma = self.s.settings.field_scale * max(record.thumb[0].shape[-2:])
+            ratio, weight = aligned_ratios(record.thumb, neighbours, sigma=sigma)
+            field = correction_field(ratio, weight, sigma=sigma,
                                      temporal=window_weights(torch.tensor(distances), self.radius))
             record.corrected = apply_correction(record.frame, field, strength=self.s.strength)
-        record.own = homogeneous(record.corrected, geometry=self.dejitter > 0)
+        record.censored = find_censored(record.frame, record.corrected)
+        weight = None if record.censored is None else own_weights(record.censored, tuple(record.frame.shape[-2:]))
+        record.own = homogeneous(record.corrected, weight=weight, geometry=self.dejitter > 0)
         previous = self.records.get(t - 1)
         if previous is not None and previous.scene == record.scene:
             previous.link = self.pool.submit(self._link_frames, previous, record)
@@ -353,7 +349,11 @@ class _Run:
                                                 decay=self.decay)
             following = self.records[t + 1]
             record.to_next, following.to_prev = flows[:1], flows[1:]
-            record.weight_next, following.weight_prev = weights[0], weights[1]
+            first, second = cast(torch.Tensor, record.corrected), cast(torch.Tensor, following.corrected)
+            record.weight_next = censored_link_weights(weights[0], record.censored, first, second, flows[:1],
+                                                       decay=self.decay)
+            following.weight_prev = censored_link_weights(weights[1], following.censored, second, first, flows[1:],
+                                                          decay=self.decay)
             record.link = None
         return record
 
@@ -382,7 +382,7 @@ class _Run:
         if t not in self.backward:
             self._backward_block(t)
         backward = self.backward.pop(t)
-        shift = trajectory_offset(forward, backward, limit=self.dejitter) if self.dejitter > 0 else (0.0, 0.0)
+        shift = trajectory_offset(forward, backward, own, limit=self.dejitter) if self.dejitter > 0 else (0.0, 0.0)
         self.shake.add(t, record.scene, forward + backward - own, shift)
 
     def _backward_block(self, t: int) -> None:

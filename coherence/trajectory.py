@@ -20,33 +20,40 @@ from coherence.deflicker import resize
 from coherence.flow.ops import occlusion_mask, pixel_grid, resize_flow, warp
 
 _WEIGHT, _OFFSET, _TIME = 3, slice(4, 6), 6
+# guards a division by a sum of weights
+_TINY = 1e-6
 # accumulator channels with the trajectory's geometry
 GEOMETRY_CHANNELS = 7
 # the occlusion tests' grid, as a fraction of the flow's, unless that makes its short side shorter than this
 _OCCLUSION_SCALE, _MIN_OCCLUSION_SIDE = 0.5, 80
 
 
-def homogeneous(frame: torch.Tensor, *, geometry: bool = False) -> torch.Tensor:
+def homogeneous(frame: torch.Tensor, *, weight: torch.Tensor | None = None, geometry: bool = False) -> torch.Tensor:
     """A ``(3, H, W)`` float32 frame as the channels-last accumulator of :func:`trajectory_step`: ``(H, W, 4)``
-    colour then weight 1, or with ``geometry`` ``(H, W, 7)`` followed by offset 0 and time 0 (the frame itself is
-    where its trajectories are, now)."""
+    colour times weight, then the weight (``(H, W)``, 1 where not given), or with ``geometry`` ``(H, W, 7)``
+    followed by offset 0 and time 0 (the frame itself is where its trajectories are, now)."""
     extra = GEOMETRY_CHANNELS - 4 if geometry else 0
     if frame.device.type != "cpu":
-        ones = torch.ones_like(frame[:1])
-        return torch.cat((frame, ones, ones.new_zeros(extra, *ones.shape[1:]))).permute(1, 2, 0).contiguous()
+        ones = torch.ones_like(frame[:1]) if weight is None else weight[None].to(frame)
+        return torch.cat((frame * ones, ones, ones.new_zeros(extra, *ones.shape[1:]))).permute(1, 2, 0).contiguous()
     planes = frame.contiguous().numpy()
+    if weight is None:
+        mass = np.ones_like(planes[0])
+    else:
+        mass = weight.to(torch.float32).contiguous().numpy()
+        planes = planes * mass
     zeros = np.zeros_like(planes[0])
-    return torch.from_numpy(cv2.merge([*planes, np.ones_like(planes[0]), *[zeros] * extra]))
+    return torch.from_numpy(cv2.merge([*planes, mass, *[zeros] * extra]))
 
 
 def normalise(total: torch.Tensor) -> torch.Tensor:
     """The filtered frame ``(3, H, W)`` in [0, 1] of a channels-last accumulator ``(H, W, C)``: colour sums over
-    the sum of weights (at least 1, frame ``t``'s own)."""
+    the sum of weights (never 0: frame ``t``'s own weight is in it)."""
     if total.device.type != "cpu":
-        return total[..., :3].div(total[..., _WEIGHT:_WEIGHT + 1].clamp_min(1.0)).clamp_(0.0, 1.0) \
+        return total[..., :3].div(total[..., _WEIGHT:_WEIGHT + 1].clamp_min(_TINY)).clamp_(0.0, 1.0) \
             .permute(2, 0, 1).contiguous()
     *colour, weight = cv2.split(np.ascontiguousarray(total.numpy()[..., :4]))
-    weight = cv2.max(weight, 1.0)
+    weight = cv2.max(weight, _TINY)
     planes = np.stack([cv2.divide(plane, weight) for plane in colour])
     return torch.from_numpy(np.clip(planes, 0.0, 1.0, out=planes))
 
@@ -121,7 +128,8 @@ def trajectory_step(own: torch.Tensor, state: torch.Tensor, to_s: torch.Tensor, 
     return warped.mul_(weight).add_(own)
 
 
-def trajectory_offset(forward: torch.Tensor, backward: torch.Tensor, *, limit: float) -> tuple[float, float]:
+def trajectory_offset(forward: torch.Tensor, backward: torch.Tensor, own: torch.Tensor, *,
+                      limit: float) -> tuple[float, float]:
     """How far frame ``t`` sits from where its trajectories would be at ``t`` if they moved smoothly: one shift
     ``(dx, dy)`` in pixels, to be undone (jitter moves the whole frame; boiling beyond the flow's resolution is
     the colour filter's business).
@@ -137,6 +145,7 @@ def trajectory_offset(forward: torch.Tensor, backward: torch.Tensor, *, limit: f
     Args:
         forward: ``(H, W, 7)`` the causal accumulator of frame ``t``.
         backward: ``(H, W, 7)`` the anti-causal accumulator of frame ``t``.
+        own: ``(H, W, 7)`` frame ``t``'s own accumulator (:func:`homogeneous`), which both sides hold.
         limit: largest shift magnitude, pixels.
 
     Returns:
@@ -145,14 +154,14 @@ def trajectory_offset(forward: torch.Tensor, backward: torch.Tensor, *, limit: f
     """
     sides = []
     for side in (forward, backward):
-        mass = side[..., _WEIGHT] - 1.0
-        scale = 1.0 / mass.clamp_min(1e-6)[..., None]
+        mass = side[..., _WEIGHT] - own[..., _WEIGHT]
+        scale = 1.0 / mass.clamp_min(_TINY)[..., None]
         sides.append((mass, side[..., _OFFSET] * scale, side[..., _TIME:] * scale))
     (mass_f, offset_f, time_f), (mass_b, offset_b, time_b) = sides
     both = (mass_f > 1e-3) & (mass_b > 1e-3)
     if float(both.float().mean()) < 0.1:
         return 0.0, 0.0
-    offset = ((time_b * offset_f + time_f * offset_b) / (time_f + time_b).clamp_min(1e-6))[both]
+    offset = ((time_b * offset_f + time_f * offset_b) / (time_f + time_b).clamp_min(_TINY))[both]
     dx, dy = (float(v) for v in offset.median(0).values)
     length = math.hypot(dx, dy)
     scale = min(1.0, limit / length) if length > 0 else 1.0

@@ -1,0 +1,88 @@
+"""Censored samples: clipped pixels that the illumination correction moved off the clip."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+import coherence.smooth  # noqa: F401  (the module, which the package's `smooth` function shadows)
+from coherence.censoring import CENSORED_WEIGHT, Censored, censored_link_weights, find_censored, own_weights
+from generators.artifacts import Artifacts, degrade
+from generators.synthetic import synthetic_clip
+
+smooth_module = sys.modules["coherence.smooth"]
+
+
+def _frame_with_clipped_patch() -> torch.Tensor:
+    frame = torch.full((3, 8, 10), 0.5)
+    frame[:, 2:5, 3:7] = 1.0  # clipped high
+    frame[0, 6:8, 0:2] = 0.0  # clipped low in one channel
+    return frame
+
+
+def _mask(censored: Censored, high: bool) -> torch.Tensor:
+    mask = torch.zeros(8, 10, dtype=torch.bool)
+    kind = censored.high if high else ~censored.high
+    mask[censored.rows[kind], censored.cols[kind]] = True
+    return mask
+
+
+def test_only_clipped_pixels_the_correction_moved_are_censored() -> None:
+    frame = _frame_with_clipped_patch()
+    assert find_censored(frame, frame) is None  # saturated content that nothing corrected stays a sample
+    darker = find_censored(frame, frame * 0.9)
+    assert darker is not None
+    assert _mask(darker, high=True).sum() == 12 and _mask(darker, high=True)[2:5, 3:7].all()
+    assert not _mask(darker, high=False).any()  # 0 scaled stays 0: not moved off the clip
+    brighter = find_censored(frame, frame * 1.1 + 0.05)
+    assert brighter is not None
+    assert _mask(brighter, high=False).sum() == 4 and _mask(brighter, high=False)[6:8, 0:2].all()
+    assert not _mask(brighter, high=True).any()  # 1 brightened is still clipped
+    weights = own_weights(darker, (8, 10))
+    assert weights[3, 4] == CENSORED_WEIGHT and weights[0, 0] == 1.0
+    assert float(weights.sum()) == pytest.approx(68 + 12 * CENSORED_WEIGHT)
+
+
+def test_a_censored_pixel_takes_the_neighbours_that_agree_with_its_bound() -> None:
+    frame = _frame_with_clipped_patch()
+    corrected = frame * 0.9
+    censored = find_censored(frame, corrected)
+    assert censored is not None
+    high = _mask(censored, high=True)
+    shift = torch.zeros(1, 2, 8, 10)
+    shift[:, 0] = 1.0  # the neighbour's content sits one pixel to the right
+    occluded = torch.zeros(8, 10, 1)  # the occlusion tests cut every trajectory
+    brighter = (corrected + 0.05).roll(1, dims=-1)
+    taken = censored_link_weights(occluded, censored, corrected, brighter, shift, decay=0.3)
+    assert torch.allclose(taken[..., 0], high.float() * 0.3)
+    darker = corrected - 0.3
+    passed = torch.full((8, 10, 1), 0.3)  # the occlusion tests pass everywhere
+    refused = censored_link_weights(passed, censored, corrected, darker, shift, decay=0.3)
+    assert torch.allclose(refused[..., 0], (~high).float() * 0.3)
+    assert censored_link_weights(passed, None, corrected, darker, shift, decay=0.3) is passed
+
+
+@pytest.fixture(scope="module")
+def bright() -> torch.Tensor:
+    """A clean clip whose highlights sit just below white, where a gain above 1 clips them."""
+    return synthetic_clip(frames=24, size=(96, 64), seed=3, artifacts=None, pan=0.5, speed=0.7).clean.frames \
+        * 0.5 + 0.47
+
+
+def test_clipping_flicker_drove_in_is_filled_from_the_trajectories(bright: torch.Tensor,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    degraded = torch.cat([degrade(bright, Artifacts(gain=0.15, noise=2 / 255), seed=seed) for seed in (1, 4)])
+    clipped = (degraded >= 254 / 255).any(1, keepdim=True).expand_as(degraded)
+    truth = torch.cat([bright, bright])
+    assert clipped.float().mean() > 0.04
+
+    def errors(out: torch.Tensor) -> tuple[float, float]:
+        return float((out - truth)[clipped].square().mean()), float((out - truth).square().mean())
+
+    with_bound = errors(torch.cat([smooth_module.smooth(clip, fps=24) for clip in degraded.split(24)]))
+    monkeypatch.setattr(smooth_module, "find_censored", lambda frame, corrected: None)
+    as_samples = errors(torch.cat([smooth_module.smooth(clip, fps=24) for clip in degraded.split(24)]))
+    assert with_bound[0] < 0.8 * as_samples[0]
+    assert with_bound[1] < as_samples[1]
