@@ -125,7 +125,14 @@ def trajectory_step(own: torch.Tensor, state: torch.Tensor, to_s: torch.Tensor, 
         mass = warped[..., _WEIGHT:_WEIGHT + 1]
         warped[..., _OFFSET].add_(to_s[0].permute(1, 2, 0) * mass)
         warped[..., _TIME:].add_(mass)
-    return warped.mul_(weight).add_(own)
+    if warped.device.type != "cpu":
+        return warped.mul_(weight).add_(own)
+    # OpenCV, with the weight repeated per channel: torch's multiply by a weight broadcast along the last dimension
+    # took half as long again
+    out = warped.numpy()
+    cv2.multiply(out, cv2.merge([np.ascontiguousarray(weight.numpy()[..., 0])] * out.shape[-1]), dst=out)
+    cv2.add(out, own.numpy(), dst=out)
+    return warped
 
 
 def trajectory_offset(forward: torch.Tensor, backward: torch.Tensor, own: torch.Tensor, *,
