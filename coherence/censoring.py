@@ -2,7 +2,8 @@
 
 A frame's gain above 1 drives bright content into clipping (a window, a sky, a white shirt); the illumination
 correction of :mod:`coherence.deflicker` then scales the clipped value down to ``1 / gain``, which is not what
-the content there is but a lower bound on it (and a gain below 1 does the same to dark content, from below).
+the content there is but a lower bound on it. (Content clipped to black has no such twin: the correction scales
+``x + 0.02``, so black only leaves black under a gain above 2, and an upper bound near 0 is all but the value.)
 Taken as a sample, such a pixel pulls its trajectories towards a value that is too dark, and the flow's occlusion
 tests fail around it (clipping breaks brightness constancy), so that its neighbours, which saw the content
 unclipped, never reach it. On the degraded real clips of ``benchmarks.smoothing`` a third of the squared error
@@ -10,8 +11,8 @@ that smoothing leaves on carphone sat on its 6% of clipped pixels.
 
 So the trajectory filter of :mod:`coherence.smooth` counts a censored pixel's own sample at
 :data:`CENSORED_WEIGHT`, and takes a neighbour along the flow there where the neighbour agrees with the bound (at
-least as bright, within :data:`_MARGIN`, for a high clip; at most as dark for a low one) whatever the occlusion
-tests said, and not where it contradicts the bound. A pixel that no neighbour agrees with keeps its own value.
+least as bright, within :data:`_MARGIN`) whatever the occlusion tests said, and not where it contradicts the
+bound. A pixel that no neighbour agrees with keeps its own value.
 Saturated content that does not flicker is not corrected off the clip, so none of this touches it.
 """
 
@@ -24,8 +25,8 @@ import torch.nn.functional as F
 
 #: the weight of a censored pixel's own sample in the trajectory filter, against 1 for any other pixel
 CENSORED_WEIGHT = 0.05
-# input values at or beyond these (the two 8-bit levels at either end) are clipped
-_CLIPPED_LOW, _CLIPPED_HIGH = 1 / 255, 254 / 255
+# input values at or above this (the top two 8-bit levels) are clipped
+_CLIPPED = 254 / 255
 # a clipped pixel is censored once the correction has moved it this far off the clip
 _MOVED = 0.02
 # how far a neighbour may sit on the wrong side of the bound and still agree with it: the correction's residual
@@ -35,12 +36,11 @@ _MARGIN = 0.1
 
 @dataclass(frozen=True)
 class Censored:
-    """Where a frame's samples are bounds rather than values: the pixels ``(rows[i], cols[i])``, each a lower bound
-    on the content where ``high[i]`` (clipped high) and an upper bound where not (clipped low); ``(N,)`` each."""
+    """Where a frame's samples are lower bounds on the content rather than values: the pixels
+    ``(rows[i], cols[i])``, ``(N,)`` int64 each."""
 
     rows: torch.Tensor
     cols: torch.Tensor
-    high: torch.Tensor
 
 
 def find_censored(frame: torch.Tensor, corrected: torch.Tensor) -> Censored | None:
@@ -51,14 +51,13 @@ def find_censored(frame: torch.Tensor, corrected: torch.Tensor) -> Censored | No
         corrected: ``(3, H, W)`` the same frame after the illumination correction.
     """
     # clipping is rare: find the pixels clipped in some channel first, then test only those
-    rows, cols = ((frame.amax(0) >= _CLIPPED_HIGH) | (frame.amin(0) <= _CLIPPED_LOW)).nonzero(as_tuple=True)
-    sample, fixed = frame[:, rows, cols], corrected[:, rows, cols]
-    high = ((sample >= _CLIPPED_HIGH) & (fixed < 1.0 - _MOVED)).any(0)
-    low = ((sample <= _CLIPPED_LOW) & (fixed > _MOVED)).any(0)
-    keep = high | low
-    if not bool(keep.any()):
+    rows, cols = (frame.amax(0) >= _CLIPPED).nonzero(as_tuple=True)
+    if rows.numel() == 0:
         return None
-    return Censored(rows[keep], cols[keep], high[keep])
+    moved = ((frame[:, rows, cols] >= _CLIPPED) & (corrected[:, rows, cols] < 1.0 - _MOVED)).any(0)
+    if not bool(moved.any()):
+        return None
+    return Censored(rows[moved], cols[moved])
 
 
 def own_weights(censored: Censored, size: tuple[int, int]) -> torch.Tensor:
@@ -96,7 +95,7 @@ def censored_link_weights(weights: torch.Tensor, censored: Censored | None, corr
     grid = torch.stack((x, y), dim=-1).view(1, 1, -1, 2)
     aligned = F.grid_sample(neighbour[None], grid, align_corners=True, padding_mode="border")[0, :, 0]
     own = corrected[:, rows, cols]
-    agrees = torch.where(censored.high, (aligned >= own - _MARGIN).all(0), (aligned <= own + _MARGIN).all(0))
+    agrees = (aligned >= own - _MARGIN).all(0)
     decided = weights.clone()
     decided[rows, cols, 0] = torch.where(agrees, decay, 0.0)
     return decided

@@ -18,31 +18,28 @@ smooth_module = sys.modules["coherence.smooth"]
 def _frame_with_clipped_patch() -> torch.Tensor:
     frame = torch.full((3, 8, 10), 0.5)
     frame[:, 2:5, 3:7] = 1.0  # clipped high
-    frame[0, 6:8, 0:2] = 0.0  # clipped low in one channel
+    frame[0, 6:8, 0:2] = 1.0  # clipped in one channel
+    frame[:, 0, 9] = 0.0  # clipped low: the correction scales x + 0.02, so black stays near black
     return frame
 
 
-def _mask(censored: Censored, high: bool) -> torch.Tensor:
+def _mask(censored: Censored) -> torch.Tensor:
     mask = torch.zeros(8, 10, dtype=torch.bool)
-    kind = censored.high if high else ~censored.high
-    mask[censored.rows[kind], censored.cols[kind]] = True
+    mask[censored.rows, censored.cols] = True
     return mask
 
 
-def test_only_clipped_pixels_the_correction_moved_are_censored() -> None:
+def test_only_clipped_pixels_the_correction_darkened_are_censored() -> None:
     frame = _frame_with_clipped_patch()
     assert find_censored(frame, frame) is None  # saturated content that nothing corrected stays a sample
+    assert find_censored(frame, (frame * 1.1).clamp(0, 1)) is None  # brightened: still clipped, still a sample
     darker = find_censored(frame, frame * 0.9)
     assert darker is not None
-    assert _mask(darker, high=True).sum() == 12 and _mask(darker, high=True)[2:5, 3:7].all()
-    assert not _mask(darker, high=False).any()  # 0 scaled stays 0: not moved off the clip
-    brighter = find_censored(frame, frame * 1.1 + 0.05)
-    assert brighter is not None
-    assert _mask(brighter, high=False).sum() == 4 and _mask(brighter, high=False)[6:8, 0:2].all()
-    assert not _mask(brighter, high=True).any()  # 1 brightened is still clipped
+    mask = _mask(darker)
+    assert mask.sum() == 16 and mask[2:5, 3:7].all() and mask[6:8, 0:2].all()
     weights = own_weights(darker, (8, 10))
     assert weights[3, 4] == CENSORED_WEIGHT and weights[0, 0] == 1.0
-    assert float(weights.sum()) == pytest.approx(68 + 12 * CENSORED_WEIGHT)
+    assert float(weights.sum()) == pytest.approx(64 + 16 * CENSORED_WEIGHT)
 
 
 def test_a_censored_pixel_takes_the_neighbours_that_agree_with_its_bound() -> None:
@@ -50,17 +47,17 @@ def test_a_censored_pixel_takes_the_neighbours_that_agree_with_its_bound() -> No
     corrected = frame * 0.9
     censored = find_censored(frame, corrected)
     assert censored is not None
-    high = _mask(censored, high=True)
+    mask = _mask(censored)
     shift = torch.zeros(1, 2, 8, 10)
     shift[:, 0] = 1.0  # the neighbour's content sits one pixel to the right
     occluded = torch.zeros(8, 10, 1)  # the occlusion tests cut every trajectory
     brighter = (corrected + 0.05).roll(1, dims=-1)
     taken = censored_link_weights(occluded, censored, corrected, brighter, shift, decay=0.3)
-    assert torch.allclose(taken[..., 0], high.float() * 0.3)
+    assert torch.allclose(taken[..., 0], mask.float() * 0.3)
     darker = corrected - 0.3
     passed = torch.full((8, 10, 1), 0.3)  # the occlusion tests pass everywhere
     refused = censored_link_weights(passed, censored, corrected, darker, shift, decay=0.3)
-    assert torch.allclose(refused[..., 0], (~high).float() * 0.3)
+    assert torch.allclose(refused[..., 0], (~mask).float() * 0.3)
     assert censored_link_weights(passed, None, corrected, darker, shift, decay=0.3) is passed
 
 
