@@ -12,8 +12,8 @@ that smoothing leaves on carphone sat on its 6% of clipped pixels.
 So the trajectory filter of :mod:`coherence.smooth` counts a censored pixel's own sample at
 :data:`CENSORED_WEIGHT`, and takes a neighbour along the flow there where the neighbour agrees with the bound (at
 least as bright, within :data:`_MARGIN`) whatever the occlusion tests said, and not where it contradicts the
-bound. A pixel that no neighbour agrees with keeps its own value.
-Saturated content that does not flicker is not corrected off the clip, so none of this touches it.
+bound. A pixel that no neighbour agrees with keeps its own value. Saturated content that the correction leaves
+alone (or brightens) stays a plain sample.
 """
 
 from __future__ import annotations

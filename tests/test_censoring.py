@@ -9,6 +9,7 @@ import torch
 
 import coherence.smooth  # noqa: F401  (the module, which the package's `smooth` function shadows)
 from coherence.censoring import CENSORED_WEIGHT, Censored, censored_link_weights, find_censored, own_weights
+from coherence.trajectory import homogeneous, trajectory_offset, trajectory_step
 from generators.artifacts import Artifacts, degrade
 from generators.synthetic import synthetic_clip
 
@@ -83,3 +84,17 @@ def test_clipping_flicker_drove_in_is_filled_from_the_trajectories(bright: torch
     as_samples = errors(torch.cat([smooth_module.smooth(clip, fps=24) for clip in degraded.split(24)]))
     assert with_bound[0] < 0.8 * as_samples[0]
     assert with_bound[1] < as_samples[1]
+
+
+def test_shake_is_read_the_same_whatever_the_frame_s_own_weight() -> None:
+    frame = torch.rand(3, 16, 20, generator=torch.Generator().manual_seed(0))
+    to_either = torch.zeros(1, 2, 16, 20)
+    to_either[:, 0] = 1.0  # both neighbours see the frame's content one pixel to the right: it sits one pixel off
+    neighbour = homogeneous(frame, geometry=True)
+    link = torch.full((16, 20, 1), 0.3)
+    for weight in (None, torch.full((16, 20), CENSORED_WEIGHT)):
+        own = homogeneous(frame, weight=weight, geometry=True)
+        forward = trajectory_step(own, neighbour, to_either, link)
+        backward = trajectory_step(own, neighbour, to_either, link)
+        dx, dy = trajectory_offset(forward, backward, own, limit=3.0)
+        assert dx == pytest.approx(1.0, abs=1e-4) and dy == pytest.approx(0.0, abs=1e-4)
