@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 #: the weight of a censored pixel's own sample in the trajectory filter, against 1 for any other pixel
 CENSORED_WEIGHT = 0.05
-# input values at or above this (the top two 8-bit levels) are clipped
+# input values at or above this (the top two 8-bit levels) are clipped; the thumbnails of coherence.deflicker use
+# a wider band (CLIP_HIGH): an area average near white is already partly clipped, a single pixel is not
 _CLIPPED = 254 / 255
 # a clipped pixel is censored once the correction has moved it this far off the clip
 _MOVED = 0.02
