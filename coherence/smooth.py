@@ -72,8 +72,8 @@ _NEGLIGIBLE = 0.01
 _MAX_LOOKAHEAD = 16
 # resolution of the illumination step's flow, as a fraction of the frame size
 _ALIGN_SCALE = 0.5
-# the trajectory flow's DIS: "medium" with 3 variational refinement iterations, not 5, takes 9% off the whole
-# process (two flows a frame are half its CPU); with decay 0.31, not 0.3, the clips' figures stay (1 could not)
+# DIS "medium" with 3 refinement iterations, not 5, takes 9% off the whole process (two flows a frame are half its
+# CPU); decay 0.31, not 0.3, keeps the clips' figures with it (1 iteration fell below the generated clips' curve)
 TRAJECTORY_DIS: dict[str, object] = {"preset": "medium", "refinement_iterations": 3}
 
 
