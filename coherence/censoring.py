@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+
+from coherence.flow.ops import sample_at
 
 #: the weight of a censored pixel's own sample in the trajectory filter, against 1 for any other pixel
 CENSORED_WEIGHT = 0.05
@@ -90,11 +91,8 @@ def censored_link_weights(weights: torch.Tensor, censored: Censored | None, corr
         return weights
     rows, cols = censored.rows, censored.cols
     # the neighbour at p + flow(p), bilinear, sampled at the censored pixels only (a few percent of the frame)
-    h, w = corrected.shape[-2:]
-    x = (cols + to_neighbour[0, 0, rows, cols]) * (2.0 / max(w - 1, 1)) - 1.0
-    y = (rows + to_neighbour[0, 1, rows, cols]) * (2.0 / max(h - 1, 1)) - 1.0
-    grid = torch.stack((x, y), dim=-1).view(1, 1, -1, 2)
-    aligned = F.grid_sample(neighbour[None], grid, align_corners=True, padding_mode="border")[0, :, 0]
+    x, y = cols + to_neighbour[0, 0, rows, cols], rows + to_neighbour[0, 1, rows, cols]
+    aligned = sample_at(neighbour[None], x.view(1, 1, -1), y.view(1, 1, -1))[0, :, 0]
     own = corrected[:, rows, cols]
     agrees = (aligned >= own - _MARGIN).all(0)
     decided = weights.clone()

@@ -61,12 +61,25 @@ def warp(image: torch.Tensor, flow: torch.Tensor, *, mode: str = "bilinear") -> 
         ``(N, C, H, W)`` tensor of the same dtype as ``image``.
     """
     _check_flow(image, flow)
-    n, _, h, w = image.shape
-    coords = base_grid(h, w, flow.device, flow.dtype) + flow
+    coords = base_grid(*image.shape[-2:], flow.device, flow.dtype) + flow
+    return sample_at(image, coords[:, 0], coords[:, 1], mode=mode)
+
+
+def sample_at(image: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *, mode: str = "bilinear") -> torch.Tensor:
+    """Sample ``image`` at pixel coordinates ``(x, y)``, the nearest border value outside it.
+
+    Args:
+        image: ``(N, C, H, W)`` float tensor (any range).
+        x: ``(N, h, w)`` column coordinates, pixels of ``image``.
+        y: ``(N, h, w)`` row coordinates.
+        mode: as in ``torch.nn.functional.grid_sample``.
+
+    Returns:
+        ``(N, C, h, w)`` tensor of the same dtype as ``image``.
+    """
+    h, w = image.shape[-2:]
     # normalise to [-1, 1] with align_corners=True: pixel centres at -1 and 1 for the first and last pixel
-    gx = coords[:, 0] * (2.0 / max(w - 1, 1)) - 1.0
-    gy = coords[:, 1] * (2.0 / max(h - 1, 1)) - 1.0
-    grid = torch.stack((gx, gy), dim=-1).to(image.dtype)
+    grid = torch.stack((x * (2.0 / max(w - 1, 1)) - 1.0, y * (2.0 / max(h - 1, 1)) - 1.0), dim=-1).to(image.dtype)
     return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=True)
 
 
