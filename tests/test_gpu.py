@@ -38,6 +38,23 @@ def test_warp_and_occlusion_agree() -> None:
     assert (on_gpu != occlusion_mask(forward, backward)).float().mean() < 0.005
 
 
+def test_graphed_raft_agrees() -> None:
+    from torchvision.models import optical_flow
+
+    from coherence.flow.raft_inference import GraphedRAFT, raft_flow
+
+    torch.manual_seed(0)
+    model = optical_flow.raft_small().eval().cuda()
+    graphed = GraphedRAFT(model, updates=4)
+    with torch.inference_mode():
+        for size in ((128, 192), (136, 200), (128, 192)):  # a recorded shape is replayed with new frames
+            first = torch.rand(2, 3, *size, device="cuda") * 2 - 1
+            second = torch.roll(first, (1, 2), dims=(-2, -1))
+            expected = raft_flow(model, first, second, 4)
+            assert torch.allclose(graphed(first, second), expected, rtol=1e-4, atol=1e-3), size
+    assert len(graphed.graphs) == 2
+
+
 def test_smoother_agrees() -> None:
     from coherence.smooth import Smoother
 

@@ -11,6 +11,7 @@ import torch
 from coherence.errors import DependencyError, InputError
 from coherence.flow import available_flows, get_flow
 from coherence.flow.raft import RAFTFlow, pad_to_multiple
+from coherence.flow.raft_inference import raft_flow
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +30,22 @@ def test_flow_shape_any_size(tiny_raft: RAFTFlow, size: tuple[int, int]) -> None
     flow = tiny_raft(a, torch.roll(a, 2, dims=-1))
     assert flow.shape == (2, 2, *size)
     assert flow.dtype == torch.float32 and torch.isfinite(flow).all()
+
+
+@pytest.mark.parametrize("variant", ["small", "large"])
+def test_inference_matches_torchvision(variant: str) -> None:
+    # the model's own forward (grids made on the CPU, every update upsampled) is the reference
+    from torchvision.models import optical_flow
+
+    torch.manual_seed(1)
+    model = getattr(optical_flow, f"raft_{variant}")().eval()
+    first = torch.rand(2, 3, 128, 192) * 2 - 1
+    second = torch.roll(first, (2, -3), dims=(-2, -1))
+    with torch.inference_mode():
+        expected = model(first, second, num_flow_updates=3)[-1]
+        flow = raft_flow(model, first, second, 3)
+    assert expected.abs().amax() > 0.1  # random weights still give a flow that is not zero
+    assert torch.allclose(flow, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_padding_to_multiple_of_eight() -> None:

@@ -9,6 +9,7 @@ that the rest of coherence does not pay for it.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 
 from coherence.errors import ConfigError, DependencyError, InputError
 from coherence.flow.base import check_pair, register_flow
+from coherence.flow.raft_inference import GraphedRAFT, raft_flow
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,8 @@ class RAFTFlow:
         elif pretrained:
             model.load_state_dict(_download(getattr(optical_flow, weights_name).DEFAULT))
         self.model = model.eval().to(self.device)
+        self._run = GraphedRAFT(self.model, num_flow_updates) if self.device.type == "cuda" else partial(
+            raft_flow, self.model, updates=num_flow_updates)
 
     @torch.inference_mode()
     def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -93,7 +97,7 @@ class RAFTFlow:
         pair = torch.cat([a, b]).to(self.device, torch.float32).mul(2.0).sub(1.0)
         pair, _ = pad_to_multiple(pair)
         first, second = pair.chunk(2)
-        flow = self.model(first, second, num_flow_updates=self.num_flow_updates)[-1]
+        flow = self._run(first, second)
         return flow[..., :h, :w].to(a.device)
 
 
