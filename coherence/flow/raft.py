@@ -76,7 +76,6 @@ class RAFTFlow:
             raise ConfigError(f"unknown RAFT variant {variant!r}; choose one of {', '.join(_VARIANTS)}")
         self.name = f"raft-{variant}"
         self.device = torch.device(device)
-        self.num_flow_updates = num_flow_updates
         optical_flow = _torchvision_flow()
         builder_name, weights_name = _VARIANTS[variant]
         model = getattr(optical_flow, builder_name)(weights=None, progress=False)

@@ -21,7 +21,9 @@ _MAX_GRAPHS = 4
 
 
 def _cell_grid(n: int, h: int, w: int, device: torch.device) -> torch.Tensor:
-    """``(n, 2, h, w)`` float32 x then y of each cell of RAFT's 1/8 grid."""
+    """``(n, 2, h, w)`` float32 x then y of each cell of RAFT's 1/8 grid. Made afresh, not taken from
+    :func:`coherence.flow.ops.base_grid`'s cache: a recorded graph reads it from memory it must own, and the cache
+    may drop its tensors."""
     rows, cols = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
     return torch.stack((cols, rows)).float()[None].repeat(n, 1, 1, 1)
 
@@ -43,6 +45,8 @@ def _lookup(pyramid: list[torch.Tensor], coords: torch.Tensor, window: torch.Ten
         points = centres + window
         x, y = points.split([1, 1], dim=-1)
         lh, lw = level.shape[-2:]
+        # zero outside, and normalised in torchvision's order: flow.ops.sample_at (border, another rounding order)
+        # moves a 12-update flow by up to 3e-5 px, and this one gives the model's own flow to the bit
         grid = torch.cat((2 * x / (lw - 1) - 1, 2 * y / (lh - 1) - 1), dim=-1)
         features.append(F.grid_sample(level, grid, mode="bilinear", align_corners=True).view(n, h, w, -1))
         centres = centres / 2
