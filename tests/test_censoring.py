@@ -8,7 +8,14 @@ import pytest
 import torch
 
 import coherence.smooth  # noqa: F401  (the module, which the package's `smooth` function shadows)
-from coherence.censoring import CENSORED_WEIGHT, Censored, censored_link_weights, find_censored, own_weights
+from coherence.censoring import (
+    CENSORED_DECAY,
+    CENSORED_WEIGHT,
+    Censored,
+    censored_link_weights,
+    find_censored,
+    own_weights,
+)
 from coherence.trajectory import homogeneous, trajectory_offset, trajectory_step
 from generators.artifacts import Artifacts, degrade
 from generators.synthetic import synthetic_clip
@@ -54,7 +61,11 @@ def test_a_censored_pixel_takes_the_neighbours_that_agree_with_its_bound() -> No
     occluded = torch.zeros(8, 10, 1)  # the occlusion tests cut every trajectory
     brighter = (corrected + 0.05).roll(1, dims=-1)
     taken = censored_link_weights(occluded, censored, corrected, brighter, shift, decay=0.3)
-    assert torch.allclose(taken[..., 0], mask.float() * 0.3)
+    # with its own sample all but out, a censored pixel reaches further along its trajectories than the filter
+    assert torch.allclose(taken[..., 0], mask.float() * CENSORED_DECAY)
+    assert torch.allclose(censored_link_weights(occluded, censored, corrected, brighter, shift, decay=0.9)[..., 0],
+                          mask.float() * 0.9)
+    assert not censored_link_weights(occluded, censored, corrected, brighter, shift, decay=0.0).any()
     darker = corrected - 0.3
     passed = torch.full((8, 10, 1), 0.3)  # the occlusion tests pass everywhere
     refused = censored_link_weights(passed, censored, corrected, darker, shift, decay=0.3)
