@@ -15,8 +15,8 @@ least as bright, within :data:`_MARGIN`) whatever the occlusion tests said, and 
 bound. It takes it at :data:`CENSORED_DECAY` at least, not at the filter's decay: with its own sample all but
 out, a censored pixel's value is a mean of its neighbours', and the nearest frames that saw the content
 unclipped may be a few frames away (a gain above 1 for several frames in a row). A pixel that no neighbour
-agrees with keeps its own value. Saturated content that the correction leaves
-alone (or brightens) stays a plain sample.
+agrees with keeps its own value. Saturated content that the correction leaves alone (or brightens) stays a plain
+sample.
 """
 
 from __future__ import annotations
