@@ -58,10 +58,18 @@ from coherence.deflicker import (
 )
 from coherence.dejitter import SHAKE_SPAN, ShakeQueue
 from coherence.errors import ConfigError, InputError
+from coherence.fallback import spatial_fallback
 from coherence.flow import FlowEstimator, flow_both_ways, get_flow
 from coherence.flow.ops import resize_flow
 from coherence.scenes import SceneCutDetector
-from coherence.trajectory import homogeneous, normalise, trajectory_offset, trajectory_step, trajectory_weights
+from coherence.trajectory import (
+    homogeneous,
+    normalise,
+    support,
+    trajectory_offset,
+    trajectory_step,
+    trajectory_weights,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,18 +98,22 @@ class SmoothSettings:
             against frame ``t``'s 1 (0 turns the temporal filter off). Per frame, not per second: how far a
             trajectory can be trusted depends on how well the flow follows it from frame to frame, which a
             higher rate does not make longer (0.67 per frame at 24 fps blurred small synthetic clips by 6 dB).
+        spatial: colour scale, in levels of 255, of the bilateral filter that stands in where a pixel's
+            trajectories give it less than an unbroken trajectory's weight (:mod:`coherence.fallback`; 0 turns
+            it off).
     """
 
     window: float
     field_scale: float
     decay: float
+    spatial: float
 
 
 # windows 1.6x the equal-weight ones they replaced (0.15, 0.25, 0.4 s), see coherence.deflicker.window_weights
 SMOOTH_PRESETS: dict[str, SmoothSettings] = {
-    "light": SmoothSettings(window=0.25, field_scale=0.06, decay=0.2),
-    "default": SmoothSettings(window=0.4, field_scale=0.05, decay=0.31),
-    "strong": SmoothSettings(window=0.65, field_scale=0.05, decay=0.6),
+    "light": SmoothSettings(window=0.25, field_scale=0.06, decay=0.2, spatial=10.0),
+    "default": SmoothSettings(window=0.4, field_scale=0.05, decay=0.31, spatial=16.0),
+    "strong": SmoothSettings(window=0.65, field_scale=0.05, decay=0.6, spatial=22.0),
 }
 
 
@@ -425,7 +437,8 @@ class _Run:
 
     def _release(self, finished: bool) -> Iterator[torch.Tensor]:
         for accumulator in self.shake.release(finished=finished and self.next_out > self.last):
-            yield normalise(accumulator)
+            yield spatial_fallback(normalise(accumulator), support(accumulator), decay=self.decay,
+                                   sigma=self.s.settings.spatial, strength=self.s.strength)
 
 
 def smooth(frames: torch.Tensor, *, fps: str | float | Fraction = 24, **options: object) -> torch.Tensor:

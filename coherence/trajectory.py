@@ -58,6 +58,12 @@ def normalise(total: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.clip(planes, 0.0, 1.0, out=planes))
 
 
+def support(total: torch.Tensor) -> torch.Tensor:
+    """``(H, W)``: the sum of weights of a channels-last accumulator ``(H, W, C)`` (frame ``t``'s own sample weighs
+    1, or its censored weight)."""
+    return total[..., _WEIGHT]
+
+
 def warp_channels_last(state: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Bilinear backward warp of a channels-last ``(H, W, C)`` image by a full-size ``(1, 2, H, W)`` flow (the
     :func:`coherence.flow.ops.warp` convention, border replicated). On the CPU one OpenCV ``remap`` samples all

@@ -1,0 +1,54 @@
+"""The trajectory filter's spatial fallback: an edge-preserving spatial filter where trajectories give a pixel
+little to average.
+
+Where the occlusion tests break a pixel's trajectories (occlusions, motion the flow cannot follow, noise that
+defeats the flow), the temporal filter has nothing but the pixel's own sample, and its noise and boiling stay. The
+motion-adaptive spatio-temporal denoisers' answer is to filter such pixels in space instead. Here a bilateral
+filter (Tomasi & Manduchi 1998; OpenCV's, whose colour distance is the sum of the channels' absolute differences)
+stands in for the missing part of the support: a pixel with the full support of an unbroken trajectory keeps its
+temporal value, one with only its own sample takes the bilateral value, and those in between are blended
+linearly. The bilateral's colour scale keeps edges and texture well above the noise.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+# the bilateral filter's neighbourhood: diameter and spatial sigma, pixels
+_DIAMETER, _SIGMA_SPACE = 5, 1.5
+
+
+def full_support(decay: float) -> float:
+    """Total weight of an unbroken two-sided trajectory: ``1 + 2 * (decay + decay**2 + ...)``."""
+    return (1.0 + decay) / (1.0 - decay)
+
+
+def spatial_fallback(frame: torch.Tensor, support: torch.Tensor, *, decay: float, sigma: float,
+                     strength: float = 1.0) -> torch.Tensor:
+    """Blend a filtered frame towards its bilateral-filtered self where its trajectories' support is missing.
+
+    Args:
+        frame: ``(3, H, W)`` float32 in [0, 1], the trajectory filter's output.
+        support: ``(H, W)`` the filter's total weight at each pixel (the frame's own sample weighs 1).
+        decay: the filter's decay in (0, 1), which fixes the full support (:func:`full_support`).
+        sigma: the bilateral filter's colour scale in levels of 255 (0 turns the fallback off).
+        strength: 0..1, scales the blend (0 returns ``frame``).
+
+    Returns:
+        ``(3, H, W)`` float32 in [0, 1] on ``frame``'s device. The filter runs on the CPU (OpenCV) whatever the
+        device, so that every device gives the same result.
+    """
+    if sigma <= 0 or decay <= 0 or strength <= 0:
+        return frame
+    full = full_support(decay)
+    missing = ((full - support.to("cpu", torch.float32)) / (full - 1.0)).clamp_(0.0, 1.0).mul_(strength)
+    image = np.ascontiguousarray(frame.detach().to("cpu", torch.float32).permute(1, 2, 0).numpy())
+    spatial = cv2.bilateralFilter(image, _DIAMETER, sigma / 255.0, _SIGMA_SPACE)
+    blend = cv2.merge([missing.numpy()] * 3)
+    # image + blend * (spatial - image), in place on the OpenCV result
+    cv2.subtract(spatial, image, dst=spatial)
+    cv2.multiply(spatial, blend, dst=spatial)
+    cv2.add(spatial, image, dst=spatial)
+    return torch.from_numpy(np.clip(spatial, 0.0, 1.0, out=spatial)).permute(2, 0, 1).contiguous().to(frame.device)
