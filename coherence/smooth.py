@@ -63,14 +63,7 @@ from coherence.fallback import spatial_fallback
 from coherence.flow import FlowEstimator, flow_both_ways, get_flow
 from coherence.flow.ops import resize_flow
 from coherence.scenes import SceneCutDetector
-from coherence.trajectory import (
-    homogeneous,
-    normalise,
-    support,
-    trajectory_offset,
-    trajectory_step,
-    trajectory_weights,
-)
+from coherence.trajectory import homogeneous, normalise, support, trajectory_offset, trajectory_step, trajectory_weights
 
 log = logging.getLogger(__name__)
 
