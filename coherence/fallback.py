@@ -25,19 +25,10 @@ def full_support(decay: float) -> float:
     return (1.0 + decay) / (1.0 - decay)
 
 
-def bilateral(frame: torch.Tensor, sigma: float) -> torch.Tensor:
-    """OpenCV's bilateral filter of a ``(3, H, W)`` float32 frame in [0, 1] (5-pixel circular neighbourhood, spatial
-    sigma 1.5, colour sigma ``sigma`` levels of 255, colour distance the sum of the channels' absolute differences,
-    reflected borders); off the CPU, :func:`bilateral_torch`."""
-    if frame.device.type != "cpu":
-        return bilateral_torch(frame, sigma)
-    image = np.ascontiguousarray(frame.detach().to(torch.float32).permute(1, 2, 0).numpy())
-    return torch.from_numpy(cv2.bilateralFilter(image, _DIAMETER, sigma / 255.0, _SIGMA_SPACE)).permute(2, 0, 1)
-
-
 def bilateral_torch(frame: torch.Tensor, sigma: float) -> torch.Tensor:
-    """:func:`bilateral` on any device: kornia's ``bilateral_blur`` with the same distance over the 5×5 square (its
-    four corner taps, which OpenCV's circle leaves out, weigh 17% of the centre's)."""
+    """The fallback's bilateral filter of a ``(3, H, W)`` frame on any device (used off the CPU): kornia's
+    ``bilateral_blur`` with OpenCV's colour distance over the 5×5 square (its four corner taps, which OpenCV's circle
+    leaves out, weigh 17% of the centre's)."""
     import kornia  # here, not at import: it adds about 0.15 s to every command's start
 
     return kornia.filters.bilateral_blur(frame[None], _DIAMETER, sigma / 255.0, (_SIGMA_SPACE, _SIGMA_SPACE),
@@ -46,8 +37,11 @@ def bilateral_torch(frame: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def spatial_fallback(frame: torch.Tensor, support: torch.Tensor, *, decay: float, sigma: float,
                      strength: float = 1.0) -> torch.Tensor:
-    """Blend a filtered frame towards its bilateral-filtered self (:func:`bilateral`) where its trajectories'
-    support is missing.
+    """Blend a filtered frame towards its bilateral-filtered self where its trajectories' support is missing.
+
+    The bilateral filter: OpenCV's on the CPU (5-pixel circular neighbourhood, spatial sigma 1.5, colour sigma
+    ``sigma``, colour distance the sum of the channels' absolute differences, reflected borders), else
+    :func:`bilateral_torch`.
 
     Args:
         frame: ``(3, H, W)`` float32 in [0, 1], the trajectory filter's output.
@@ -64,12 +58,11 @@ def spatial_fallback(frame: torch.Tensor, support: torch.Tensor, *, decay: float
         return frame
     full = full_support(decay)
     missing = ((full - support) / (full - 1.0)).clamp_(0.0, 1.0).mul_(strength)
-    spatial = bilateral(frame, sigma)
     if frame.device.type != "cpu":
-        return spatial.sub_(frame).mul_(missing).add_(frame).clamp_(0.0, 1.0)
-    # OpenCV, channels last, with the blend repeated per channel: frame + missing * (spatial - frame)
-    image = frame.permute(1, 2, 0).contiguous().numpy()
-    out = spatial.permute(1, 2, 0).contiguous().numpy()
+        return bilateral_torch(frame, sigma).sub_(frame).mul_(missing).add_(frame).clamp_(0.0, 1.0)
+    # OpenCV, channels last, with the blend repeated per channel: frame + missing * (bilateral - frame)
+    image = np.ascontiguousarray(frame.detach().to(torch.float32).permute(1, 2, 0).numpy())
+    out = cv2.bilateralFilter(image, _DIAMETER, sigma / 255.0, _SIGMA_SPACE)
     cv2.subtract(out, image, dst=out)
     cv2.multiply(out, cv2.merge([missing.numpy()] * 3), dst=out)
     cv2.add(out, image, dst=out)
