@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 # the bilateral filter's neighbourhood: diameter and spatial sigma, pixels
-_DIAMETER, _SIGMA_SPACE = 5, 1.5
+BILATERAL_DIAMETER, BILATERAL_SIGMA_SPACE = 5, 1.5
 
 
 def full_support(decay: float) -> float:
@@ -25,14 +25,15 @@ def full_support(decay: float) -> float:
     return (1.0 + decay) / (1.0 - decay)
 
 
-def bilateral_torch(frame: torch.Tensor, sigma: float) -> torch.Tensor:
-    """The fallback's bilateral filter of a ``(3, H, W)`` frame on any device (used off the CPU): kornia's
-    ``bilateral_blur`` with OpenCV's colour distance over the 5×5 square (its four corner taps, which OpenCV's circle
-    leaves out, weigh 17% of the centre's)."""
+def bilateral_torch(frame: torch.Tensor, sigma: float, *, diameter: int = BILATERAL_DIAMETER) -> torch.Tensor:
+    """The fallback's bilateral filter of a ``(C, H, W)`` image on any device (used off the CPU): kornia's
+    ``bilateral_blur`` with OpenCV's colour distance over the ``diameter``-wide square (OpenCV's neighbourhood is
+    the circle inside it: with 5 pixels, the four corner taps it leaves out weigh 17% of the centre's)."""
     import kornia  # here, not at import: it adds about 0.15 s to every command's start
 
-    return kornia.filters.bilateral_blur(frame[None], _DIAMETER, sigma / 255.0, (_SIGMA_SPACE, _SIGMA_SPACE),
-                                         border_type="reflect", color_distance_type="l1")[0]
+    space = (BILATERAL_SIGMA_SPACE, BILATERAL_SIGMA_SPACE)
+    return kornia.filters.bilateral_blur(frame[None], diameter, sigma / 255.0, space, border_type="reflect",
+                                         color_distance_type="l1")[0]
 
 
 def spatial_fallback(frame: torch.Tensor, support: torch.Tensor, *, decay: float, sigma: float,
@@ -62,7 +63,7 @@ def spatial_fallback(frame: torch.Tensor, support: torch.Tensor, *, decay: float
         return bilateral_torch(frame, sigma).sub_(frame).mul_(missing).add_(frame).clamp_(0.0, 1.0)
     # OpenCV, channels last, with the blend repeated per channel: frame + missing * (bilateral - frame)
     image = np.ascontiguousarray(frame.detach().to(torch.float32).permute(1, 2, 0).numpy())
-    out = cv2.bilateralFilter(image, _DIAMETER, sigma / 255.0, _SIGMA_SPACE)
+    out = cv2.bilateralFilter(image, BILATERAL_DIAMETER, sigma / 255.0, BILATERAL_SIGMA_SPACE)
     cv2.subtract(out, image, dst=out)
     cv2.multiply(out, cv2.merge([missing.numpy()] * 3), dst=out)
     cv2.add(out, image, dst=out)

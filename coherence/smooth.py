@@ -45,6 +45,7 @@ from typing import cast
 import torch
 
 from coherence.censoring import Censored, censored_link_weights, find_censored, own_weights
+from coherence.chroma import denoise_chroma
 from coherence.clip import parse_fps
 from coherence.deflicker import (
     aligned_ratios,
@@ -75,7 +76,8 @@ _MAX_LOOKAHEAD = 16
 # resolution of the illumination step's flow, as a fraction of the frame size
 _ALIGN_SCALE = 0.5
 # DIS "medium" with 3 refinement iterations, not 5, takes 9% off the whole process (two flows a frame are half its
-# CPU); decay 0.31, not 0.3, keeps the clips' figures with it (1 iteration fell below the generated clips' curve)
+# CPU); decay 0.31, not 0.3, kept the clips' figures with it (1 iteration fell below the generated clips' curve), until
+# the chroma filter took default's decay back to 0.3
 TRAJECTORY_DIS: dict[str, object] = {"preset": "medium", "refinement_iterations": 3}
 
 
@@ -95,19 +97,22 @@ class SmoothSettings:
         spatial: colour scale, in levels of 255, of the bilateral filter that stands in where a pixel's
             trajectories give it less than an unbroken trajectory's weight (:mod:`coherence.fallback`; 0 turns
             it off).
+        chroma: colour scale, in levels of 255, of the bilateral filter on the output's chroma planes
+            (:mod:`coherence.chroma`; 0 turns it off).
     """
 
     window: float
     field_scale: float
     decay: float
     spatial: float
+    chroma: float
 
 
 # windows 1.6x the equal-weight ones they replaced (0.15, 0.25, 0.4 s), see coherence.deflicker.window_weights
 SMOOTH_PRESETS: dict[str, SmoothSettings] = {
-    "light": SmoothSettings(window=0.25, field_scale=0.06, decay=0.2, spatial=10.0),
-    "default": SmoothSettings(window=0.4, field_scale=0.05, decay=0.31, spatial=16.0),
-    "strong": SmoothSettings(window=0.65, field_scale=0.05, decay=0.6, spatial=22.0),
+    "light": SmoothSettings(window=0.25, field_scale=0.06, decay=0.2, spatial=10.0, chroma=3.0),
+    "default": SmoothSettings(window=0.4, field_scale=0.05, decay=0.3, spatial=16.0, chroma=4.0),
+    "strong": SmoothSettings(window=0.65, field_scale=0.05, decay=0.6, spatial=22.0, chroma=6.0),
 }
 
 
@@ -430,9 +435,11 @@ class _Run:
         yield from self._release(finished)
 
     def _release(self, finished: bool) -> Iterator[torch.Tensor]:
+        settings, strength = self.s.settings, self.s.strength
         for accumulator in self.shake.release(finished=finished and self.next_out > self.last):
-            yield spatial_fallback(normalise(accumulator), support(accumulator), decay=self.decay,
-                                   sigma=self.s.settings.spatial, strength=self.s.strength)
+            frame = spatial_fallback(normalise(accumulator), support(accumulator), decay=self.decay,
+                                     sigma=settings.spatial, strength=strength)
+            yield denoise_chroma(frame, settings.chroma * strength)
 
 
 def smooth(frames: torch.Tensor, *, fps: str | float | Fraction = 24, **options: object) -> torch.Tensor:
