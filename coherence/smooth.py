@@ -26,9 +26,11 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
 Frame ``t`` carries the largest weight (unless censored) and its neighbours are aligned onto it, so motion is
 neither lagged nor averaged away (the output stays nearest its own input frame); where the flow cannot follow
 (occlusions, motion boundaries) a pixel has little but its own value to average, and a bilateral filter stands in
-for the missing part of its support (:mod:`coherence.fallback`; the preset's ``spatial`` colour scale). Memory
-holds ``radius + 3 * lookahead`` frames ahead (the anti-causal pass runs once per block of ``lookahead`` frames and
-reads two blocks; one more keeps the flow thread busy) and one accumulator behind, whatever the clip's length.
+for the missing part of its support (:mod:`coherence.fallback`; the preset's ``spatial`` colour scale). Last, a
+bilateral filter on the chroma planes alone (:mod:`coherence.chroma`; the preset's ``chroma`` scale) takes out the
+chroma noise the temporal average left. Memory holds ``radius + 3 * lookahead`` frames ahead (the anti-causal pass
+runs once per block of ``lookahead`` frames and reads two blocks; one more keeps the flow thread busy) and one
+accumulator behind, whatever the clip's length.
 """
 
 from __future__ import annotations
