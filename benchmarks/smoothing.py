@@ -15,7 +15,10 @@ and case:
 Speed of the whole product: ``coherence smooth`` run as a subprocess on an mp4 at 640x360 (decode, flow,
 filtering, H.264 encode), against ffmpeg running its chain on the same file with the same encoder settings.
 
-Run: ``python -m benchmarks.smoothing [--quick] [--out DIR]``; writes ``rows.csv``, ``summary.json`` and
+``--stronger``: instead, the issue's artefacts 1.5 and 2 times as strong (``flicker*1.5``, ``flicker*2``), on seeds
+the other runs do not use, with ``default``, ``strong`` and ffmpeg's best chain, and no speed step.
+
+Run: ``python -m benchmarks.smoothing [--quick | --stronger] [--out DIR]``; writes ``rows.csv``, ``summary.json`` and
 ``summary.md`` to ``DIR`` and prints the table.
 """
 
@@ -46,7 +49,7 @@ from coherence.io.writer import X264_PRESET
 from coherence.metrics.base import consecutive_flows
 from coherence.metrics.warping import warping_error
 from coherence.smooth import SMOOTH_PRESETS, smooth
-from generators.artifacts import artifact_preset
+from generators.artifacts import Artifacts, artifact_preset
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,14 @@ class Setting:
 FULL = Setting(("bikes", "bunny", "carphone"), ("flicker", "strong"), (0, 1, 2), 120, tuple(SMOOTH_PRESETS),
                tuple(FFMPEG_CHAINS), dejitter=3.0, compressed=True)
 QUICK = Setting(("bikes", "bunny"), ("flicker",), (0,), 48, ("default",), ("ffmpeg-deflicker-hqdn3d",))
+STRONGER = Setting(("bikes", "bunny"), ("flicker*1.5", "flicker*2"), (3, 4), 120, ("default", "strong"),
+                   ("ffmpeg-deflicker-hqdn3d",))
+
+
+def artifacts_of(spec: str) -> Artifacts:
+    """An artefact preset by name, or ``NAME*FACTOR``: that preset with every strength scaled by ``FACTOR``."""
+    name, _, factor = spec.partition("*")
+    return artifact_preset(name).scaled(float(factor)) if factor else artifact_preset(name)
 
 
 def psnr(frames: torch.Tensor, reference: torch.Tensor) -> float:
@@ -115,7 +126,7 @@ def _cases(setting: Setting) -> Iterator[tuple[str, int, RealClip, torch.Tensor]
         for artifacts in setting.artifacts:
             for seed in setting.seeds:
                 yield (artifacts, seed,
-                       *degraded_clip(name, artifact_preset(artifacts), seed=seed, frames=setting.frames))
+                       *degraded_clip(name, artifacts_of(artifacts), seed=seed, frames=setting.frames))
     if setting.compressed:
         yield ("h264", 0, *compressed_carphone(setting.frames))
 
@@ -188,33 +199,36 @@ def speed(frames: int, *, preset: str = "default", options: tuple[str, ...] = ()
             "speed_ratio": round(seconds["ffmpeg"] / seconds["coherence"], 3)}
 
 
-def markdown(summary: list[dict[str, object]], speeds: dict[str, object]) -> str:
-    """The summary and the speed as markdown tables."""
+def markdown(summary: list[dict[str, object]], speeds: dict[str, object] | None) -> str:
+    """The summary and the speed (if measured) as markdown tables."""
     lines = ["| clip | artefacts | method | PSNR dB | SSIM | warping error / clean | dB over ffmpeg (min) |",
              "|---|---|---|---|---|---|---|"]
     for s in summary:
         gain = f"{s['db_over_ffmpeg']:+.2f} ({s['min_db_over_ffmpeg']:+.2f})" if "db_over_ffmpeg" in s else ""
         lines.append(f"| {s['clip']} | {s['artifacts']} | {s['method']} | {s['psnr']:.2f} | {s['ssim']:.4f} | "
                      f"{s['we_ratio']:.2f} | {gain} |")
-    lines += ["", "| whole process, 640x360 | coherence smooth fps | ffmpeg chain fps | ratio |", "|---|---|---|---|",
-              f"| {speeds['frames']} frames, preset {speeds['preset']} | {speeds['coherence_fps']} | "
-              f"{speeds['ffmpeg_fps']} | {speeds['speed_ratio']} |"]
+    if speeds:
+        lines += ["", "| whole process, 640x360 | coherence smooth fps | ffmpeg chain fps | ratio |",
+                  "|---|---|---|---|", f"| {speeds['frames']} frames, preset {speeds['preset']} | "
+                  f"{speeds['coherence_fps']} | {speeds['ffmpeg_fps']} | {speeds['speed_ratio']} |"]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.smoothing [--quick] [--out DIR]``."""
+    """``python -m benchmarks.smoothing [--quick | --stronger] [--out DIR]``."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.smoothing", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="one seed, 48 frames, the default preset only")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--quick", action="store_true", help="one seed, 48 frames, the default preset only")
+    choice.add_argument("--stronger", action="store_true", help="the issue's artefacts 1.5x and 2x, other seeds")
     parser.add_argument("--out", type=Path, default=Path("bench-smoothing"), help="output folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # the work is many small tensor ops: one intra-op thread avoids oversubscribing a small machine
     torch.set_num_threads(1)
-    setting = QUICK if args.quick else FULL
+    setting = QUICK if args.quick else STRONGER if args.stronger else FULL
     rows = quality_rows(setting)
     summary = summarise(rows)
-    speeds = speed(setting.frames if args.quick else 600)
+    speeds = None if args.stronger else speed(setting.frames if args.quick else 600)
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "rows.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

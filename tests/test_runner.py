@@ -10,7 +10,9 @@ import pytest
 from benchmarks.cases import quantise
 from benchmarks.methods import all_methods, brightness_norm, frame_hold, spatial_blur, temporal_average
 from benchmarks.runner import markdown_summary, run_case, summarise, unbeaten_baselines
+from benchmarks.smoothing import artifacts_of
 from benchmarks.suite import Case, verdict
+from generators.artifacts import artifact_preset
 from generators.synthetic import synthetic_clip
 
 
@@ -78,3 +80,11 @@ def test_frame_drop_ranks_motion_compensation_above_repetition():
     assert {"repeat", "blend", "ours_interpolate", "ffmpeg_framerate"} <= set(rows)
     assert rows["ours_interpolate"]["psnr"] > rows["blend"]["psnr"] > rows["repeat"]["psnr"]
     assert all(r["frames"] >= 3 for r in rows.values())
+
+
+def test_the_smoothing_benchmark_scales_the_issues_artefacts():
+    """``--stronger`` cases: ``NAME*FACTOR`` is the preset with every strength scaled, ``NAME`` the preset."""
+    assert artifacts_of("flicker") == artifact_preset("flicker")
+    stronger = artifacts_of("flicker*1.5")
+    assert stronger.noise == pytest.approx(1.5 * artifact_preset("flicker").noise)
+    assert stronger.gain == pytest.approx(0.15) and stronger.flicker_grid == (4, 6)
