@@ -41,7 +41,8 @@ def denoise_chroma(frame: torch.Tensor, sigma: float) -> torch.Tensor:
         sigma: the filter's colour scale in levels of 255 (0 returns ``frame``).
 
     Returns:
-        ``(3, H, W)`` float32 in [0, 1] on ``frame``'s device: the same luma, filtered chroma.
+        ``(3, H, W)`` float32 in [0, 1] on ``frame``'s device: the same luma, filtered chroma (on the CPU, a view
+        of a channels-last array, which the next channels-last step reads without a copy).
     """
     if sigma <= 0:
         return frame
@@ -54,4 +55,4 @@ def denoise_chroma(frame: torch.Tensor, sigma: float) -> torch.Tensor:
     ycrcb = cv2.bilateralFilter(ycrcb, _DIAMETER, sigma / 255.0, BILATERAL_SIGMA_SPACE)
     ycrcb[..., 0] = luma
     rgb = cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2RGB)
-    return torch.from_numpy(np.clip(rgb, 0.0, 1.0, out=rgb)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.clip(rgb, 0.0, 1.0, out=rgb)).permute(2, 0, 1)

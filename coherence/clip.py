@@ -61,9 +61,11 @@ def frame_to_uint8(frame: torch.Tensor) -> np.ndarray:
     if frame.ndim != 3 or frame.shape[0] != 3:
         raise InputError(f"expected a frame of shape (3, H, W), got {tuple(frame.shape)}")
     # OpenCV interleaves the planes, then scales, rounds and saturates, in one pass each: numpy's strided arithmetic
-    # on the transposed planes took about ten times as long (3 ms a 640x360 frame, on the thread that writes)
+    # on the transposed planes took about ten times as long (3 ms a 640x360 frame, on the thread that writes). A
+    # frame that is a channels-last image seen as planes (the smoother's output) is interleaved already.
     planes = frame.detach().float().cpu().clamp(0.0, 1.0).numpy()
-    return cv2.convertScaleAbs(cv2.merge(list(planes)), alpha=255.0)
+    image = planes.transpose(1, 2, 0)
+    return cv2.convertScaleAbs(image if image.flags.c_contiguous else cv2.merge(list(planes)), alpha=255.0)
 
 
 def stack_frames(frames: Iterable[torch.Tensor]) -> torch.Tensor:

@@ -53,7 +53,8 @@ def spatial_fallback(frame: torch.Tensor, support: torch.Tensor, *, decay: float
         strength: 0..1, scales the blend (0 returns ``frame``).
 
     Returns:
-        ``(3, H, W)`` float32 in [0, 1] on ``frame``'s device.
+        ``(3, H, W)`` float32 in [0, 1] on ``frame``'s device (on the CPU, a view of a channels-last array, which
+        the next channels-last step reads without a copy).
     """
     if sigma <= 0 or decay <= 0 or strength <= 0:
         return frame
@@ -67,4 +68,4 @@ def spatial_fallback(frame: torch.Tensor, support: torch.Tensor, *, decay: float
     cv2.subtract(out, image, dst=out)
     cv2.multiply(out, cv2.merge([missing.numpy()] * 3), dst=out)
     cv2.add(out, image, dst=out)
-    return torch.from_numpy(np.clip(out, 0.0, 1.0, out=out)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.clip(out, 0.0, 1.0, out=out)).permute(2, 0, 1)

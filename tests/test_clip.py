@@ -30,6 +30,12 @@ def test_uint8_round_trip_is_exact() -> None:
     frame = frame_from_uint8(array)
     assert frame.shape == (3, 5, 7) and frame.dtype == torch.float32
     assert np.array_equal(frame_to_uint8(frame), array)
+    # the same frame as a view of a channels-last array (as the smoother hands them on), out-of-range values included
+    channels_last = frame.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+    channels_last[0, 0, 0], channels_last[1, 0, 0] = -0.2, 1.3
+    expected = array.copy()
+    expected[0, 0, :2] = 0, 255
+    assert not channels_last.is_contiguous() and np.array_equal(frame_to_uint8(channels_last), expected)
 
 
 def test_clip_validates_shape() -> None:
