@@ -105,7 +105,8 @@ FFMPEG_FILTERS = {
 def _ours() -> list[Method]:
     """Our smoothing presets (``coherence.smooth``); none, with a warning, where that module is missing."""
     try:
-        from coherence.smooth import SMOOTH_PRESETS, smooth
+        from coherence.smooth import smooth
+        from coherence.smooth_presets import SMOOTH_PRESETS
     except ImportError as exc:
         log.warning("coherence.smooth is unavailable (%s); our methods are left out", exc)
         return []

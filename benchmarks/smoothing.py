@@ -48,7 +48,8 @@ from coherence.io.ffmpeg import ffmpeg_exe
 from coherence.io.writer import X264_PRESET
 from coherence.metrics.base import consecutive_flows
 from coherence.metrics.warping import warping_error
-from coherence.smooth import SMOOTH_PRESETS, smooth
+from coherence.smooth import smooth
+from coherence.smooth_presets import SMOOTH_PRESETS
 from generators.artifacts import Artifacts, artifact_preset
 
 log = logging.getLogger(__name__)

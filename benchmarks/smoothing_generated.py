@@ -33,7 +33,8 @@ from coherence.errors import InputError
 from coherence.io import read_clip
 from coherence.metrics import score
 from coherence.metrics.base import ScoreContext
-from coherence.smooth import SMOOTH_PRESETS, smooth
+from coherence.smooth import smooth
+from coherence.smooth_presets import SMOOTH_PRESETS
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from coherence.interpolate import INTERPOLATION_PRESETS, Interpolator, interpola
 from coherence.io import VideoInfo, VideoWriter, probe, read_clip, read_frames, write_clip
 from coherence.metrics import ScoreReport, score
 from coherence.pipeline import Pipeline, RunResult
-from coherence.smooth import SMOOTH_PRESETS, Smoother, smooth
+from coherence.smooth import Smoother, smooth
+from coherence.smooth_presets import SMOOTH_PRESETS
 
 __version__ = "0.1.0"
 

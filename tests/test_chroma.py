@@ -9,7 +9,8 @@ import torch
 
 from benchmarks.cases import real_clip
 from coherence.chroma import denoise_chroma, denoise_chroma_torch
-from coherence.smooth import SMOOTH_PRESETS, smooth
+from coherence.smooth import smooth
+from coherence.smooth_presets import SMOOTH_PRESETS
 from generators.artifacts import Artifacts, degrade
 from generators.synthetic import synthetic_clip
 

@@ -9,7 +9,8 @@ import torch
 
 from benchmarks.cases import real_clip
 from coherence.fallback import bilateral_torch, full_support, spatial_fallback
-from coherence.smooth import SMOOTH_PRESETS, smooth
+from coherence.smooth import smooth
+from coherence.smooth_presets import SMOOTH_PRESETS
 from generators.artifacts import Artifacts, degrade
 from generators.synthetic import synthetic_clip
 

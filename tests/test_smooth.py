@@ -11,7 +11,8 @@ import torch
 
 from coherence.dejitter import SHAKE_SPAN
 from coherence.errors import ConfigError, InputError
-from coherence.smooth import SMOOTH_PRESETS, Smoother, smooth
+from coherence.smooth import Smoother, smooth
+from coherence.smooth_presets import SMOOTH_PRESETS
 from coherence.stage import Stage
 from generators.artifacts import Artifacts, artifact_preset, degrade
 from generators.synthetic import synthetic_clip
