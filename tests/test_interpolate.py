@@ -8,6 +8,7 @@ from fractions import Fraction
 import pytest
 import torch
 
+from benchmarks.smoothing import psnr
 from coherence.errors import ConfigError, InputError
 from coherence.flow import flow_both_ways, get_flow, resize_flow, warp
 from coherence.interpolate import (
@@ -58,10 +59,6 @@ def orbit(time: float, *, radius: float = 6.0) -> torch.Tensor:
                             indexing="ij")
     angle = math.pi / 3 * time
     return _texture(xs + 20 + radius * math.cos(angle), ys + 20 + radius * math.sin(angle), 0)
-
-
-def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / (x - y).square().mean().clamp_min(1e-10)))
 
 
 def other_scene(count: int) -> list[torch.Tensor]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks.smoothing import psnr
 from coherence.dejitter import SHAKE_SPAN
 from coherence.errors import ConfigError, InputError
 from coherence.smooth import Smoother, smooth
@@ -18,10 +19,6 @@ from generators.artifacts import Artifacts, artifact_preset, degrade
 from generators.synthetic import synthetic_clip
 
 SIZE = (96, 64)  # width, height
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1.0 / (a - b).square().mean()))
 
 
 def exposure_flicker(frames: torch.Tensor, clean: torch.Tensor) -> float:
