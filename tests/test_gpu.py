@@ -38,6 +38,19 @@ def test_warp_and_occlusion_agree() -> None:
     assert (on_gpu != occlusion_mask(forward, backward)).float().mean() < 0.005
 
 
+def test_chroma_filter_agrees(bikes_frame: torch.Tensor) -> None:
+    """The chroma filter on the GPU (kornia) is the same filter as the CPU's torch path, and stays near OpenCV's."""
+    from coherence.chroma import denoise_chroma, denoise_chroma_torch
+    from generators.artifacts import Artifacts, degrade
+
+    noisy = degrade(bikes_frame[None], Artifacts(noise=4 / 255), seed=4)[0]
+    on_gpu = denoise_chroma(noisy.cuda(), 4.0)
+    assert on_gpu.is_cuda
+    assert torch.allclose(on_gpu.cpu(), denoise_chroma_torch(noisy, 4.0), atol=1e-4)
+    # the CPU path (OpenCV: the 4 nearest neighbours, not the 3x3 square) differs by far less than the noise
+    assert (on_gpu.cpu() - denoise_chroma(noisy, 4.0)).abs().mean() < 0.25 * (noisy - bikes_frame).abs().mean()
+
+
 def test_graphed_raft_agrees() -> None:
     from torchvision.models import optical_flow
 
