@@ -243,6 +243,26 @@ def apply_correction(frame: torch.Tensor, correction: torch.Tensor, *, strength:
     return frame.add(EPS).mul_(gain).sub_(EPS).clamp_(0.0, 1.0)
 
 
+def correction_precision(correction: torch.Tensor, size: tuple[int, int], *, strength: float = 1.0) -> torch.Tensor:
+    """What each pixel's sample is worth once corrected, as an inverse noise variance relative to the input's.
+
+    Multiplying a frame by a gain multiplies its noise by the same gain: a dark frame of the flicker brightened
+    by 1.3 carries 1.7 times the noise variance of a frame left as it was, so in an average of aligned frames it
+    should weigh 1/1.7 as much (inverse-variance weighting), and a frame darkened by the correction more. The
+    channels' mean log gain stands for the three channels' (the trajectory filter has one weight per pixel).
+
+    Args:
+        correction: ``(3, h, w)`` log-domain correction from :func:`correction_field`.
+        size: the frame's ``(H, W)``.
+        strength: fraction of the correction applied (as in :func:`apply_correction`).
+
+    Returns:
+        ``(H, W)`` float32, positive: ``exp(-2 * strength * mean over channels of correction)``, upsampled.
+    """
+    precision = torch.exp(correction.mean(0, keepdim=True).mul_(-2.0 * strength))
+    return resize(precision[None], size, mode="bilinear")[0, 0]
+
+
 def flow_image(half: torch.Tensor) -> torch.Tensor:
     """What the flow estimator sees: a ``(1, 3, h, w)`` frame divided by its own Gaussian blur (σ 2% of the
     long side), scaled to mid-grey.

@@ -46,8 +46,8 @@ def spatial_fallback(frame: torch.Tensor, support: torch.Tensor, *, decay: float
 
     Args:
         frame: ``(3, H, W)`` float32 in [0, 1], the trajectory filter's output.
-        support: ``(H, W)`` the filter's total weight at each pixel (the frame's own sample weighs 1), on
-            ``frame``'s device.
+        support: ``(H, W)`` the filter's total weight at each pixel (the frame's own sample weighs 1 unless the
+            correction amplified or lowered its noise: a noisier frame lacks more support), on ``frame``'s device.
         decay: the filter's decay in (0, 1), which fixes the full support (:func:`full_support`).
         sigma: the bilateral filter's colour scale in levels of 255 (0 turns the fallback off).
         strength: 0..1, scales the blend (0 returns ``frame``).

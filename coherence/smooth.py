@@ -12,7 +12,9 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
    (:data:`TRAJECTORY_DIS` at full resolution by default, estimated on a background thread) and its forward-backward
    and motion-boundary occlusion tests define where a pixel's trajectory continues. Along it, a causal and an
    anti-causal normalised exponential filter (:func:`coherence.trajectory.trajectory_step`, weight ``decay ** k`` for
-   a frame ``k`` steps away, reset wherever the occlusion test fails) are combined so that frame ``t`` counts once. A
+   a frame ``k`` steps away, reset wherever the occlusion test fails) are combined so that frame ``t`` counts once.
+   Each frame's samples weigh the inverse of the noise variance the correction left them
+   (:func:`~coherence.deflicker.correction_precision`: a frame brightened by 1.3 had its noise amplified with it). A
    pixel that the input clipped and the correction moved off the clip is a bound, not a sample
    (:mod:`coherence.censoring`): the neighbours that agree with it fill it in. This is the minimiser of the warping
    error along the flow plus a fidelity term to the frame (a first-order Whittaker smoother, whose impulse response
@@ -23,14 +25,14 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
    neighbours do not share is shake, and the frame is moved back by it. Off by default: generated clips' own
    shake is part of what their fidelity and warping error are measured against.
 
-Frame ``t`` carries the largest weight (unless censored) and its neighbours are aligned onto it, so motion is
-neither lagged nor averaged away (the output stays nearest its own input frame); where the flow cannot follow
-(occlusions, motion boundaries) a pixel has little but its own value to average, and a bilateral filter stands in
-for the missing part of its support (:mod:`coherence.fallback`; the preset's ``spatial`` colour scale). Last, a
-bilateral filter on the chroma planes alone (:mod:`coherence.chroma`; the preset's ``chroma`` scale) takes out the
-chroma noise the temporal average left. Memory holds ``radius + 3 * lookahead`` frames ahead (the anti-causal pass
-runs once per block of ``lookahead`` frames and reads two blocks; one more keeps the flow thread busy) and one
-accumulator behind, whatever the clip's length.
+Frame ``t``'s neighbours are aligned onto it and it carries the largest weight (unless censored, or brightened by
+the correction well beyond them), so motion is neither lagged nor averaged away (the output stays nearest its own
+input frame); where the flow cannot follow (occlusions, motion boundaries) a pixel has little but its own value to
+average, and a bilateral filter stands in for the missing part of its support (:mod:`coherence.fallback`; the
+preset's ``spatial`` colour scale). Last, a bilateral filter on the chroma planes alone (:mod:`coherence.chroma`;
+the preset's ``chroma`` scale) takes out the chroma noise the temporal average left. Memory holds ``radius + 3 *
+lookahead`` frames ahead (the anti-causal pass runs once per block of ``lookahead`` frames and reads two blocks; one
+more keeps the flow thread busy) and one accumulator behind, whatever the clip's length.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from coherence.deflicker import (
     aligned_ratios,
     apply_correction,
     correction_field,
+    correction_precision,
     flow_image,
     log_thumbnail,
     resize,
@@ -305,16 +308,21 @@ class _Run:
             for index, to_s, from_s in self._chain(t, self.radius, direction):
                 neighbours.append((*self.records[index].thumb, to_s, from_s))
                 distances.append(abs(index - t))
+        size = tuple(record.frame.shape[-2:])
+        weight = None  # the frame's own weights in the trajectory filter: 1 unless set below
         if not neighbours:
             record.corrected = record.frame
         else:
             sigma = self.s.settings.field_scale * max(record.thumb[0].shape[-2:])
-            ratio, weight = aligned_ratios(record.thumb, neighbours, sigma=sigma)
-            field = correction_field(ratio, weight, sigma=sigma,
+            ratio, samples = aligned_ratios(record.thumb, neighbours, sigma=sigma)
+            field = correction_field(ratio, samples, sigma=sigma,
                                      temporal=window_weights(torch.tensor(distances), self.radius))
             record.corrected = apply_correction(record.frame, field, strength=self.s.strength)
+            weight = correction_precision(field, size, strength=self.s.strength)
         record.censored = find_censored(record.frame, record.corrected)
-        weight = None if record.censored is None else own_weights(record.censored, tuple(record.frame.shape[-2:]))
+        if record.censored is not None:
+            censored = own_weights(record.censored, size)
+            weight = censored if weight is None else censored.mul_(weight)
         record.own = homogeneous(record.corrected, weight=weight, geometry=self.dejitter > 0)
         previous = self.records.get(t - 1)
         if previous is not None and previous.scene == record.scene:

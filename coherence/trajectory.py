@@ -60,7 +60,7 @@ def normalise(total: torch.Tensor) -> torch.Tensor:
 
 def support(total: torch.Tensor) -> torch.Tensor:
     """``(H, W)``: the sum of weights of a channels-last accumulator ``(H, W, C)`` (frame ``t``'s own sample weighs
-    1, or its censored weight)."""
+    its precision, 1 for a frame the correction left as it was, times its censored weight)."""
     return total[..., _WEIGHT]
 
 

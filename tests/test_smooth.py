@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -281,3 +282,29 @@ def test_window_weights_taper_the_illumination_mean() -> None:
     assert torch.allclose(field, torch.full_like(field, expected), atol=1e-5)
     equal = correction_field(ratio, trust, sigma=2.0, temporal=torch.ones(len(gains)))
     assert torch.allclose(equal, torch.full_like(equal, float(gains.sum() / (len(gains) + 1))), atol=1e-5)
+
+
+def test_correction_precision_is_the_inverse_noise_variance_of_the_gain() -> None:
+    from coherence.deflicker import correction_precision
+
+    # per-channel log gains around log 1.25 (a colour cast on top of the exposure): their mean counts
+    correction = torch.log(torch.tensor(1.25)) + torch.tensor([0.1, -0.15, 0.05]).view(3, 1, 1).expand(3, 6, 8)
+    precision = correction_precision(correction, (60, 80))
+    assert precision.shape == (60, 80)
+    assert torch.allclose(precision, torch.full_like(precision, 1 / 1.25**2))
+    assert torch.allclose(correction_precision(correction, (60, 80), strength=0.5), torch.full((60, 80), 1 / 1.25))
+
+
+def test_frames_the_correction_brightened_weigh_less(clean: torch.Tensor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A still scene whose exposure alternates x1.25 and x0.8 before the noise: the dark frames, brightened by the
+    correction, carry amplified noise; weighing each sample by its inverse noise variance takes more of it out than
+    equal weights do."""
+    still = clean[:1].expand(16, -1, -1, -1).contiguous()
+    degraded = degrade(still * torch.tensor([1.25, 0.8] * 8).view(-1, 1, 1, 1), Artifacts(noise=6 / 255), seed=10)
+    weighted = smooth(degraded, radius=3)
+    monkeypatch.setattr(importlib.import_module("coherence.smooth"), "correction_precision",
+                        lambda correction, size, strength=1.0: torch.ones(size))
+    equal = smooth(degraded, radius=3)
+    dark = slice(1, None, 2)
+    assert psnr(weighted[dark], still[dark]) > psnr(equal[dark], still[dark]) + 0.5
+    assert psnr(weighted, still) > psnr(equal, still)
