@@ -81,11 +81,11 @@ def log_thumbnail(frame: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Ten
         size: thumbnail ``(h, w)``.
 
     Returns:
-        ``(log_thumb, usable)``: ``(3, h, w)`` ``log(x + EPS)`` and a ``(1, h, w)`` float mask, 0 where a
-        channel is clipped.
+        ``(log_thumb, usable)``: ``(3, h, w)`` ``log(x + EPS)`` and a ``(3, h, w)`` float mask, 0 where that
+        channel is clipped (a sky whose blue clips still has its red and green).
     """
     thumb = resize(frame[None], size, mode="area")[0]
-    usable = ((thumb > CLIP_LOW) & (thumb < CLIP_HIGH)).all(0, keepdim=True).to(thumb.dtype)
+    usable = ((thumb > CLIP_LOW) & (thumb < CLIP_HIGH)).to(thumb.dtype)
     return thumb.add(EPS).log_(), usable
 
 
@@ -143,20 +143,21 @@ def window_flows(forward: list[torch.Tensor], backward: list[torch.Tensor]) -> l
 def aligned_ratios(reference: tuple[torch.Tensor, torch.Tensor],
                    neighbours: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]], *,
                    sigma: float, tolerance: float = 0.08) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log ratios of aligned neighbours to a frame, with how far each sample can be trusted.
+    """Log ratios of aligned neighbours to a frame, with how far each sample can be trusted, per channel.
 
     A sample is trusted where the neighbour's flow is forward-backward consistent (Sundaram et al. 2010's test,
-    in thumbnail pixels), stays inside the frame, neither image is clipped, and the ratio agrees with a smooth
-    fit of itself (one reweighting step, so that occlusions and flow errors, which are local, do not bend it).
+    in thumbnail pixels), stays inside the frame, the channel is clipped in neither image, and the ratio agrees
+    with a smooth fit of itself (one reweighting step, so that occlusions and flow errors, which are local, do not
+    bend it; the test is the pixel's, over its unclipped channels).
 
     Args:
-        reference: the frame's ``(log_thumb (3, h, w), usable (1, h, w))`` from :func:`log_thumbnail`.
+        reference: the frame's ``(log_thumb (3, h, w), usable (3, h, w))`` from :func:`log_thumbnail`.
         neighbours: per neighbour ``(log_thumb, usable, flow(t, s), flow(s, t))``, flows ``(1, 2, h, w)``.
         sigma: spatial scale of the smooth fit, in thumbnail pixels.
         tolerance: log-ratio deviation from the smooth fit at which a sample's weight falls to ``1/e``.
 
     Returns:
-        ``(ratio (K, 3, h, w), weight (K, 1, h, w))``, weights in [0, 1].
+        ``(ratio (K, 3, h, w), weight (K, 3, h, w))``, weights in [0, 1].
     """
     log_t, usable_t = reference
     logs = torch.stack([n[0] for n in neighbours])
@@ -170,7 +171,8 @@ def aligned_ratios(reference: tuple[torch.Tensor, torch.Tensor],
         to_s.square().sum(1, keepdim=True) + back.square().sum(1, keepdim=True)) + 0.5
     weight = aligned[:, 3:] * usable_t[None] * (1.0 - inconsistent.to(ratio.dtype)) * (1.0 - out_of_frame(to_s))
     fit = blur(ratio * weight, sigma) / blur(weight, sigma).clamp_min(1e-3)
-    deviation = (ratio - fit).square().mean(1, keepdim=True)
+    counted = (weight > 0).to(ratio.dtype)
+    deviation = ((ratio - fit).square() * counted).sum(1, keepdim=True) / counted.sum(1, keepdim=True).clamp_min(1.0)
     return ratio, weight * torch.exp(-deviation / tolerance**2)
 
 
@@ -181,15 +183,16 @@ def global_gains(ratio: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tenso
     is estimated apart from the local field, which needs the neighbour at each place.
 
     Args:
-        ratio: ``(K, 3, h, w)`` and ``weight`` ``(K, 1, h, w)`` from :func:`aligned_ratios`.
+        ratio: ``(K, 3, h, w)`` and ``weight`` ``(K, 3, h, w)`` from :func:`aligned_ratios`.
 
     Returns:
         ``(gains (K, 3), trusted (K,))``: ``trusted`` is 0 for a neighbour aligned on too little of the frame
-        (a missed cut, a whip pan), whose gain is then 0.
+        (a missed cut, a whip pan), whose gain is then 0; so is a channel's gain where that channel is clipped
+        everywhere.
     """
-    mass = weight.sum((1, 2, 3))
-    trusted = (mass > _MIN_COVERAGE * weight[0].numel()).to(ratio.dtype)
-    gains = (ratio * weight).sum((2, 3)) / mass.clamp_min(1e-6)[:, None]
+    mass = weight.sum((2, 3))
+    trusted = (mass.mean(1) > _MIN_COVERAGE * weight[0, 0].numel()).to(ratio.dtype)
+    gains = (ratio * weight).sum((2, 3)) / mass.clamp_min(1e-6)
     return gains * trusted[:, None], trusted
 
 
@@ -201,17 +204,23 @@ def window_weights(distances: torch.Tensor, radius: int) -> torch.Tensor:
 
 def correction_field(ratio: torch.Tensor, weight: torch.Tensor, *, sigma: float,
                      temporal: torch.Tensor) -> torch.Tensor:
-    """The log-domain correction of a frame: the mean global gain of its neighbours plus a smooth local field.
+    """The log-domain correction of a frame: the mean global gain of its neighbours, per channel, plus a smooth
+    achromatic local field.
 
     Global part: the mean over the trusted neighbours and the frame itself (gain 0) of their per-channel gains
     (:func:`global_gains`), each weighted by ``temporal``. Local part: the neighbours' trusted deviations from
-    their own gains, with the frame's (deviation 0, weight 1), averaged by normalised convolution (Knutsson &
-    Westin 1993) with a Gaussian of ``sigma`` thumbnail pixels, so a place that few neighbours see is corrected
-    less, not wrongly. Every neighbour is compared with the frame directly (through composed flows): chaining
-    the gains of consecutive pairs instead would let their small biases add up along the chain.
+    their own gains, with the frame's (deviation 0, weight 1 per channel), pooled over the channels and averaged
+    by normalised convolution (Knutsson & Westin 1993) with a Gaussian of ``sigma`` thumbnail pixels, so a place
+    that few neighbours see is corrected less, not wrongly. The field is one for all channels: regional
+    illumination (shading, exposure falling off, a generator's regional brightness drift) scales the channels
+    alike, colour casts are global; and a place where one channel clips (a blue sky) still gets its field from
+    the others. (Per-channel fields did no better on the generated clips of ``benchmarks.smoothing_generated``;
+    pooled, the degraded bunny clip of ``benchmarks.smoothing``, whose sky clips in blue, lost most of the
+    warping error its sky kept.) Every neighbour is compared with the frame directly (through composed flows):
+    chaining the gains of consecutive pairs instead would let their small biases add up along the chain.
 
     Args:
-        ratio: ``(K, 3, h, w)`` and ``weight`` ``(K, 1, h, w)`` from :func:`aligned_ratios`.
+        ratio: ``(K, 3, h, w)`` and ``weight`` ``(K, 3, h, w)`` from :func:`aligned_ratios`.
         sigma: spatial scale of the field, in thumbnail pixels.
         temporal: ``(K,)`` weights of the neighbours (:func:`window_weights`; the frame's own is 1).
 
@@ -221,9 +230,9 @@ def correction_field(ratio: torch.Tensor, weight: torch.Tensor, *, sigma: float,
     gains, trusted = global_gains(ratio, weight)
     trusted = trusted * temporal.to(trusted)
     weight = weight * trusted.view(-1, 1, 1, 1)
-    local = ((ratio - gains[:, :, None, None]) * weight).sum(0, keepdim=True)
-    # the frame's own term: blurring the constant weight 1 leaves it 1
-    field = (blur(local, sigma) / (blur(weight.sum(0, keepdim=True), sigma) + 1.0))[0]
+    local = ((ratio - gains[:, :, None, None]) * weight).sum((0, 1))[None, None]
+    # the frame's own term: blurring its constant weight (1 per channel) leaves it
+    field = (blur(local, sigma) / (blur(weight.sum((0, 1))[None, None], sigma) + ratio.shape[1]))[0]
     return field + ((gains * trusted[:, None]).sum(0) / (trusted.sum() + 1.0))[:, None, None]
 
 

@@ -6,8 +6,8 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
    frames divided by their own local mean, :func:`~coherence.deflicker.flow_image`, so that the flicker does
    not break brightness constancy) aligns the neighbours within ``window`` seconds on ~64-pixel log
    thumbnails; the occlusion- and outlier-weighted mean log ratio (nearer neighbours weigh more), smoothed
-   spatially, is the correction: a per-channel gain plus a smooth local field. The window is in seconds as
-   flicker is a matter of time: 8 fps generator output gets a few neighbours, 30 fps footage more.
+   spatially, is the correction: a per-channel gain plus a smooth achromatic local field. The window is in
+   seconds as flicker is a matter of time: 8 fps generator output gets a few neighbours, 30 fps footage more.
 2. **Trajectories** (noise, boiling, dithering, residual flicker): flow between consecutive *corrected* frames
    (:data:`TRAJECTORY_DIS` at full resolution by default, estimated on a background thread) and its forward-backward
    and motion-boundary occlusion tests define where a pixel's trajectory continues. Along it, a causal and an
@@ -94,7 +94,7 @@ class _Record:
     frame: torch.Tensor  # (3, H, W) input
     scene: int
     half: torch.Tensor  # (1, 3, h2, w2) what the illumination flow sees (flow_image)
-    thumb: tuple[torch.Tensor, torch.Tensor]  # log thumbnail, usable mask
+    thumb: tuple[torch.Tensor, torch.Tensor]  # log thumbnail, per-channel usable mask
     to_next_thumb: torch.Tensor | None = None  # flow(t, t+1) on the thumbnail grid
     to_prev_thumb: torch.Tensor | None = None  # flow(t, t-1) on the thumbnail grid
     corrected: torch.Tensor | None = None  # (3, H, W) after the illumination correction

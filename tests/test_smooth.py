@@ -276,7 +276,7 @@ def test_window_weights_taper_the_illumination_mean() -> None:
     # own difference (0) weighing 1, and no local field
     gains = torch.tensor([0.1, -0.2, 0.3, 0.05, 0.0, -0.4])
     ratio = gains.view(-1, 1, 1, 1).expand(-1, 3, 12, 16).clone()
-    trust = torch.ones(len(gains), 1, 12, 16)
+    trust = torch.ones(len(gains), 3, 12, 16)
     field = correction_field(ratio, trust, sigma=2.0, temporal=weights)
     expected = float((weights * gains).sum() / (weights.sum() + 1))
     assert torch.allclose(field, torch.full_like(field, expected), atol=1e-5)
@@ -308,3 +308,23 @@ def test_frames_the_correction_brightened_weigh_less(clean: torch.Tensor, monkey
     dark = slice(1, None, 2)
     assert psnr(weighted[dark], still[dark]) > psnr(equal[dark], still[dark]) + 0.5
     assert psnr(weighted, still) > psnr(equal, still)
+
+
+def test_a_region_clipped_in_one_channel_takes_its_field_from_the_others(clean: torch.Tensor) -> None:
+    """A still scene whose right half is a sky clipped in blue, under a smooth local flicker: the flicker drives
+    the blue in and out of clipping there, but red and green follow it, and the achromatic field is estimated from
+    them; the sky's red and green lose as large a share of their flicker as the rest of the frame."""
+    still = clean[:1].expand(16, -1, -1, -1).clone()
+    still[:, 2, :, 48:] = 1.0
+    still[:, :2, :, 48:] = 0.55 + 0.3 * still[:, :2, :, 48:]
+    degraded = degrade(still, Artifacts(local_flicker=0.08), seed=4)
+    assert float((degraded[:, 2, :, 48:] >= 254 / 255).float().mean()) > 0.3
+    out = smooth(degraded, radius=3)
+
+    def kept(part: slice) -> float:
+        """The share of the red and green planes' temporal spread that smoothing leaves in ``part`` (columns)."""
+        return float(out[:, :2, :, part].std(0).mean() / degraded[:, :2, :, part].std(0).mean())
+
+    sky, rest = kept(slice(48, None)), kept(slice(None, 48))
+    assert sky < 0.5
+    assert sky < 1.3 * rest
