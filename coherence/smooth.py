@@ -6,7 +6,8 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
    frames divided by their own local mean, :func:`~coherence.deflicker.flow_image`, so that the flicker does
    not break brightness constancy) aligns the neighbours within ``window`` seconds on ~64-pixel log
    thumbnails; the occlusion- and outlier-weighted mean log ratio (nearer neighbours weigh more), smoothed
-   spatially, is the correction: a per-channel gain plus a smooth achromatic local field. The window is in
+   spatially (finer where the field is strong, :func:`~coherence.deflicker.fitted_field`), is the correction: a
+   per-channel gain plus a smooth achromatic local field. The window is in
    seconds as flicker is a matter of time: 8 fps generator output gets a few neighbours, 30 fps footage more.
 2. **Trajectories** (noise, boiling, dithering, residual flicker): flow between consecutive *corrected* frames
    (:data:`TRAJECTORY_DIS` at full resolution by default, estimated on a background thread) and its forward-backward
@@ -54,8 +55,8 @@ from coherence.clip import parse_fps
 from coherence.deflicker import (
     aligned_ratios,
     apply_correction,
-    correction_field,
     correction_precision,
+    fitted_field,
     flow_image,
     log_thumbnail,
     resize,
@@ -315,8 +316,8 @@ class _Run:
         else:
             sigma = self.s.settings.field_scale * max(record.thumb[0].shape[-2:])
             ratio, trust = aligned_ratios(record.thumb, neighbours, sigma=sigma)
-            field = correction_field(ratio, trust, sigma=sigma,
-                                     temporal=window_weights(torch.tensor(distances), self.radius))
+            field = fitted_field(ratio, trust, sigma=sigma,
+                                 temporal=window_weights(torch.tensor(distances), self.radius))
             record.corrected = apply_correction(record.frame, field, strength=self.s.strength)
             weight = correction_precision(field, size, strength=self.s.strength)
         record.censored = find_censored(record.frame, record.corrected)

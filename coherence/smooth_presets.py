@@ -13,7 +13,8 @@ class SmoothSettings:
         window: illumination window in seconds on each side: the neighbours compared with the frame on
             thumbnails are those within it (at least one), a neighbour ``d`` frames away weighing
             ``1 - d / (radius + 1)`` (:func:`coherence.deflicker.window_weights`).
-        field_scale: spatial scale of the illumination correction, as a fraction of the frame's long side.
+        field_scale: spatial scale of the illumination correction, as a fraction of the frame's long side: the
+            coarsest, for a weak field; a strong one is fitted finer (:func:`coherence.deflicker.fitted_field`).
         decay: weight ratio of consecutive frames along a trajectory: frame ``t ± k`` weighs ``decay ** k``
             against frame ``t``'s 1 (0 turns the temporal filter off). Per frame, not per second: how far a
             trajectory can be trusted depends on how well the flow follows it from frame to frame, which a
