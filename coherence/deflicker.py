@@ -144,23 +144,19 @@ def window_flows(forward: list[torch.Tensor], backward: list[torch.Tensor]) -> l
 
 
 def aligned_ratios(reference: tuple[torch.Tensor, torch.Tensor],
-                   neighbours: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]], *,
-                   sigma: float, tolerance: float = 0.08) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log ratios of aligned neighbours to a frame, with how far each sample can be trusted, per channel.
+                   neighbours: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]) -> tuple[
+                       torch.Tensor, torch.Tensor]:
+    """Log ratios of aligned neighbours to a frame, and where each sample is valid, per channel.
 
-    A sample is trusted where the neighbour's flow is forward-backward consistent (Sundaram et al. 2010's test,
-    in thumbnail pixels), stays inside the frame, the channel is clipped in neither image, and the ratio agrees
-    with a smooth fit of itself (one reweighting step, so that occlusions and flow errors, which are local, do not
-    bend it; the test is the pixel's, over its unclipped channels).
+    A sample is valid where the neighbour's flow is forward-backward consistent (Sundaram et al. 2010's test,
+    in thumbnail pixels), stays inside the frame, and the channel is clipped in neither image.
 
     Args:
         reference: the frame's ``(log_thumb (3, h, w), usable (3, h, w))`` from :func:`log_thumbnail`.
         neighbours: per neighbour ``(log_thumb, usable, flow(t, s), flow(s, t))``, flows ``(1, 2, h, w)``.
-        sigma: spatial scale of the smooth fit, in thumbnail pixels.
-        tolerance: log-ratio deviation from the smooth fit at which a sample's weight falls to ``1/e``.
 
     Returns:
-        ``(ratio (K, 3, h, w), weight (K, 3, h, w))``, weights in [0, 1].
+        ``(ratio (K, 3, h, w), valid (K, 3, h, w))``, ``valid`` in [0, 1] (bilinear warps blend the masks).
     """
     log_t, usable_t = reference
     logs = torch.stack([n[0] for n in neighbours])
@@ -168,15 +164,35 @@ def aligned_ratios(reference: tuple[torch.Tensor, torch.Tensor],
     to_s = torch.cat([n[2] for n in neighbours])
     from_s = torch.cat([n[3] for n in neighbours])
     aligned = warp(torch.cat([logs, usable], 1), to_s)
-    ratio = aligned[:, :3] - log_t[None]
     back = warp(from_s, to_s)
     inconsistent = (to_s + back).square().sum(1, keepdim=True) > 0.01 * (
         to_s.square().sum(1, keepdim=True) + back.square().sum(1, keepdim=True)) + 0.5
-    weight = aligned[:, 3:] * usable_t[None] * (1.0 - inconsistent.to(ratio.dtype)) * (1.0 - out_of_frame(to_s))
-    fit = blur(ratio * weight, sigma) / blur(weight, sigma).clamp_min(1e-3)
-    counted = (weight > 0).to(ratio.dtype)
+    valid = aligned[:, 3:] * usable_t[None] * (1.0 - inconsistent.to(logs.dtype)) * (1.0 - out_of_frame(to_s))
+    return aligned[:, :3] - log_t[None], valid
+
+
+def outlier_weights(ratio: torch.Tensor, valid: torch.Tensor, prior: torch.Tensor, *, sigma: float,
+                    tolerance: float = 0.08) -> torch.Tensor:
+    """How far each valid sample can be trusted: by how well its ratio agrees with a smooth fit of the ratios.
+
+    One reweighting step of a robust fit: occlusions and flow errors are local, so they stand out from a fit at
+    the field's scale and should not bend it. The fit is the Gaussian average (``sigma`` thumbnail pixels) of the
+    ratios weighted by ``prior`` (``valid`` for a first step, a previous step's weights for the next); the test is
+    the pixel's, over its valid channels.
+
+    Args:
+        ratio: ``(K, 3, h, w)`` and ``valid`` ``(K, 3, h, w)`` from :func:`aligned_ratios`.
+        prior: ``(K, 3, h, w)`` the weights of the fit.
+        sigma: spatial scale of the fit, thumbnail pixels.
+        tolerance: log-ratio deviation from the fit at which a sample's weight falls to ``1/e``.
+
+    Returns:
+        ``(K, 3, h, w)`` weights in [0, 1]: ``valid`` times ``exp(-(deviation / tolerance)²)``.
+    """
+    fit = blur(ratio * prior, sigma) / blur(prior, sigma).clamp_min(1e-3)
+    counted = (valid > 0).to(ratio.dtype)
     deviation = ((ratio - fit).square() * counted).sum(1, keepdim=True) / counted.sum(1, keepdim=True).clamp_min(1.0)
-    return ratio, weight * torch.exp(-deviation / tolerance**2)
+    return valid * torch.exp(-deviation / tolerance**2)
 
 
 def global_gains(ratio: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,7 +202,8 @@ def global_gains(ratio: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tenso
     is estimated apart from the local field, which needs the neighbour at each place.
 
     Args:
-        ratio: ``(K, 3, h, w)`` and ``weight`` ``(K, 3, h, w)`` from :func:`aligned_ratios`.
+        ratio: ``(K, 3, h, w)`` from :func:`aligned_ratios` and ``weight`` ``(K, 3, h, w)`` from
+            :func:`outlier_weights`.
 
     Returns:
         ``(gains (K, 3), trusted (K,))``: ``trusted`` is 0 for a neighbour aligned on too little of the frame
@@ -223,7 +240,8 @@ def correction_field(ratio: torch.Tensor, weight: torch.Tensor, *, sigma: float,
     chaining the gains of consecutive pairs instead would let their small biases add up along the chain.
 
     Args:
-        ratio: ``(K, 3, h, w)`` and ``weight`` ``(K, 3, h, w)`` from :func:`aligned_ratios`.
+        ratio: ``(K, 3, h, w)`` from :func:`aligned_ratios` and ``weight`` ``(K, 3, h, w)`` from
+            :func:`outlier_weights`.
         sigma: spatial scale of the field, in thumbnail pixels.
         temporal: ``(K,)`` weights of the neighbours (:func:`window_weights`; the frame's own is 1).
 
@@ -245,9 +263,9 @@ def local_amplitude(correction: torch.Tensor) -> float:
     return float(correction.mean(0).std()) if correction[0].numel() > 1 else 0.0
 
 
-def fitted_field(ratio: torch.Tensor, weight: torch.Tensor, *, sigma: float, temporal: torch.Tensor) -> torch.Tensor:
-    """:func:`correction_field` at a spatial scale fitted to the field it finds: ``sigma`` for a weak field, finer
-    for a strong one.
+def fitted_field(ratio: torch.Tensor, valid: torch.Tensor, *, sigma: float, temporal: torch.Tensor) -> torch.Tensor:
+    """A frame's correction (:func:`correction_field`) at a spatial scale fitted to the field it finds: ``sigma``
+    for a weak field, finer for a strong one; its samples weighed by :func:`outlier_weights`.
 
     A Gaussian average of a field loses a share of it that grows with its scale (``sigma`` of 5% of the long side
     keeps about 72% of a field that varies over a quarter of the frame): what it leaves is flicker in proportion
@@ -255,24 +273,30 @@ def fitted_field(ratio: torch.Tensor, weight: torch.Tensor, *, sigma: float, tem
     tests missed) does not grow with it. So the best scale falls as the field grows, as in plug-in bandwidth
     selection for kernel regression. A first pass at ``sigma`` measures the field (:func:`local_amplitude`); above
     :data:`FIELD_REFERENCE` the field is fitted again at ``sigma * sqrt(FIELD_REFERENCE / amplitude)`` (at least
-    0.4 ``sigma``). The generated clips of ``benchmarks.smoothing_generated`` show fields of 0.003-0.017 (median
-    over a clip's frames) and stay where they were (62.2% of the warping error removed at 35.22 dB); the degraded
-    real clips of ``benchmarks.smoothing`` show 0.03 with the issue's artefacts and 0.05 with them twice as strong.
+    0.4 ``sigma``). The outlier test goes with it: a fit at ``sigma`` misses the same share of a strong field, and
+    the samples at its peaks and troughs, which deviate from that fit by the share it missed, fell under the test.
+    So the refit also takes a second reweighting step, against a fit at the finer scale weighted by the first
+    step's weights (iteratively reweighted least squares: the outliers that the first step found do not bend the
+    finer fit). The generated clips of ``benchmarks.smoothing_generated`` show fields of 0.003-0.017 (median over
+    a clip's frames) and stay where they were; the degraded real clips of ``benchmarks.smoothing`` show 0.03 with
+    the issue's artefacts and 0.05 with them twice as strong.
 
     Args:
-        ratio: ``(K, 3, h, w)`` and ``weight`` ``(K, 3, h, w)`` from :func:`aligned_ratios`.
+        ratio: ``(K, 3, h, w)`` and ``valid`` ``(K, 3, h, w)`` from :func:`aligned_ratios`.
         sigma: the coarsest spatial scale of the field, thumbnail pixels.
         temporal: ``(K,)`` weights of the neighbours (:func:`window_weights`).
 
     Returns:
         ``(3, h, w)`` log-domain correction, as :func:`correction_field`'s.
     """
+    weight = outlier_weights(ratio, valid, valid, sigma=sigma)
     field = correction_field(ratio, weight, sigma=sigma, temporal=temporal)
     amplitude = local_amplitude(field)
     if amplitude <= FIELD_REFERENCE:
         return field
-    scale = max(_FINEST_FIELD, (FIELD_REFERENCE / amplitude) ** _FIELD_EXPONENT)
-    return correction_field(ratio, weight, sigma=sigma * scale, temporal=temporal)
+    finer = sigma * max(_FINEST_FIELD, (FIELD_REFERENCE / amplitude) ** _FIELD_EXPONENT)
+    weight = outlier_weights(ratio, valid, weight, sigma=finer)
+    return correction_field(ratio, weight, sigma=finer, temporal=temporal)
 
 
 def apply_correction(frame: torch.Tensor, correction: torch.Tensor, *, strength: float = 1.0) -> torch.Tensor:

@@ -315,8 +315,8 @@ class _Run:
             record.corrected = record.frame
         else:
             sigma = self.s.settings.field_scale * max(record.thumb[0].shape[-2:])
-            ratio, trust = aligned_ratios(record.thumb, neighbours, sigma=sigma)
-            field = fitted_field(ratio, trust, sigma=sigma,
+            ratio, valid = aligned_ratios(record.thumb, neighbours)
+            field = fitted_field(ratio, valid, sigma=sigma,
                                  temporal=window_weights(torch.tensor(distances), self.radius))
             record.corrected = apply_correction(record.frame, field, strength=self.s.strength)
             weight = correction_precision(field, size, strength=self.s.strength)
