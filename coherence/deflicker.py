@@ -274,7 +274,7 @@ def fitted_field(ratio: torch.Tensor, valid: torch.Tensor, *, sigma: float, temp
     selection for kernel regression. A first pass at ``sigma`` measures the field (:func:`local_amplitude`); above
     :data:`FIELD_REFERENCE` the field is fitted again at ``sigma * sqrt(FIELD_REFERENCE / amplitude)`` (at least
     0.4 ``sigma``). The outlier test goes with it: a fit at ``sigma`` misses the same share of a strong field, and
-    the samples at its peaks and troughs, which deviate from that fit by the share it missed, fell under the test.
+    the samples at its peaks and troughs, which deviate from that fit by the share it missed, fall under the test.
     So the refit also takes a second reweighting step, against a fit at the finer scale weighted by the first
     step's weights (iteratively reweighted least squares: the outliers that the first step found do not bend the
     finer fit). The generated clips of ``benchmarks.smoothing_generated`` show fields of 0.003-0.017 (median over
