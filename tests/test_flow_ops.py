@@ -89,6 +89,21 @@ def test_dis_at_reduced_scale_returns_full_size_flow() -> None:
     assert abs(float(est[0, 0, 10:-10, 10:-10].median()) - 4) < 0.5
 
 
+@pytest.mark.parametrize("preset", ["ultrafast", "medium"])
+@pytest.mark.parametrize("size", [(16, 160), (24, 200), (8, 8), (200, 20)])
+def test_dis_takes_thin_and_tiny_frames(preset: str, size: tuple[int, int]) -> None:
+    """Frames whose short side is under one patch at the finest pyramid scale (a 160x16 strip for ultrafast):
+    OpenCV's DIS would read out of bounds; they are padded, and a shift along the long side is still found."""
+    a = F.interpolate(_texture(seed=4), size=size, mode="bilinear", align_corners=False)
+    vertical = size[0] > size[1]
+    b = torch.roll(a, shifts=2, dims=2 if vertical else 3)
+    est = get_flow("dis", preset=preset)(a, b)
+    assert est.shape == (1, 2, *size)
+    if min(size) > 8:
+        along = est[0, 1 if vertical else 0, 4:-4, 4:-4]
+        assert abs(float(along.median()) - 2) < 0.5
+
+
 @pytest.mark.parametrize("scale", [1.0, 0.5])
 def test_both_ways_matches_two_calls_and_the_generic_batch(scale: float) -> None:
     a = _texture(seed=3)

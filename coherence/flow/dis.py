@@ -16,9 +16,6 @@ from coherence.errors import ConfigError
 from coherence.flow.base import check_pair, register_flow
 from coherence.flow.ops import resize_flow
 
-# Smallest side given to OpenCV's DIS; smaller images are padded up to it.
-_DIS_MIN_SIDE = 16
-
 _DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
@@ -114,14 +111,18 @@ class DISFlow(_OpenCVFlow):
             self._dis.setPatchStride(patch_stride)
         if refinement_iterations is not None:
             self._dis.setVariationalRefinementIterations(refinement_iterations)
+        # OpenCV's DIS reads out of bounds (the process dies) on an image whose short side is under one patch at
+        # the finest scale of its pyramid: 32 pixels for ultrafast (8-pixel patches at 1/4), 16 for medium (at
+        # 1/2). Read before any estimate: OpenCV lowers its finest scale in place for small images.
+        self._min_side = self._dis.getPatchSize() * 2 ** self._dis.getFinestScale()
 
     def _pair(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         h, w = a.shape
-        if h >= _DIS_MIN_SIDE and w >= _DIS_MIN_SIDE:
+        if h >= self._min_side and w >= self._min_side:
             return self._dis.calc(a, b, None)
-        # OpenCV's DIS refuses images smaller than its patch pyramid needs (about 12 px); tiny frames (or flows of
-        # small frames at a reduced scale) are padded by edge replication and the flow cropped back
-        pad_y, pad_x = max(0, _DIS_MIN_SIDE - h), max(0, _DIS_MIN_SIDE - w)
+        # images with a side under what the patch pyramid needs (small frames, thin strips, flows of small frames
+        # at a reduced scale) are padded by edge replication and the flow cropped back
+        pad_y, pad_x = max(0, self._min_side - h), max(0, self._min_side - w)
         a_p, b_p = (cv2.copyMakeBorder(x, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE) for x in (a, b))
         return np.ascontiguousarray(self._dis.calc(a_p, b_p, None)[:h, :w])
 
