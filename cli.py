@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -28,7 +29,8 @@ EXIT_CODES = """exit codes:
   4   invalid option
   5   a dependency or weights file is missing
   70  internal error (run again with --debug and report it)
-  130 interrupted"""
+  130 interrupted
+  141 the reader of the output stopped early (e.g. a pipe into head)"""
 
 log = logging.getLogger("coherence")
 T = TypeVar("T")
@@ -519,6 +521,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("coherence: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of stdout went away (``coherence score --csv | head``): stop quietly, and keep Python's exit
+        # from writing the rest of the buffer to the closed pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into one line
         if args.debug:
             raise

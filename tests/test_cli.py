@@ -120,3 +120,17 @@ def test_an_ffmpeg_too_old_for_the_reader_is_refused_in_one_line(clip_with_audio
                           text=True, cwd=Path(cli.__file__).parent, env=env)
     assert_one_line_error(proc, 5, fragment)
     assert "COHERENCE_FFMPEG" in proc.stderr
+
+
+def test_a_reader_that_stops_early_gets_no_error(clip_with_audio: Path) -> None:
+    """``coherence info clip | head -1``: the reader closes the pipe, and the command stops quietly, with no
+    traceback or internal error. (Here the pipe has no reader from the start, so the first write meets it.)"""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "cli", "info", str(clip_with_audio)], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, cwd=Path(cli.__file__).parent)
+    finally:
+        os.close(write_end)
+    assert proc.stderr == ""
+    assert proc.returncode == 141
