@@ -104,6 +104,18 @@ def test_dis_takes_thin_and_tiny_frames(preset: str, size: tuple[int, int]) -> N
         assert abs(float(along.median()) - 2) < 0.5
 
 
+def test_dis_estimates_do_not_depend_on_the_images_before() -> None:
+    """OpenCV's DIS lowers its finest pyramid scale in place on an image with few levels (32x34 for ultrafast);
+    a later, larger pair gets the same flow as from a fresh estimator."""
+    a = F.interpolate(_texture(seed=5), size=(144, 192), mode="bilinear", align_corners=False)
+    b = torch.roll(a, shifts=2, dims=3)
+    fresh = get_flow("dis", preset="ultrafast")(a, b)
+    used = get_flow("dis", preset="ultrafast")
+    small = F.interpolate(a, size=(32, 34), mode="area")
+    used(small, torch.roll(small, shifts=1, dims=3))
+    assert torch.equal(used(a, b), fresh)
+
+
 @pytest.mark.parametrize("scale", [1.0, 0.5])
 def test_both_ways_matches_two_calls_and_the_generic_batch(scale: float) -> None:
     a = _texture(seed=3)

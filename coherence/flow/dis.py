@@ -113,11 +113,14 @@ class DISFlow(_OpenCVFlow):
             self._dis.setVariationalRefinementIterations(refinement_iterations)
         # OpenCV's DIS reads out of bounds (the process dies) on an image whose short side is under one patch at
         # the finest scale of its pyramid: 32 pixels for ultrafast (8-pixel patches at 1/4), 16 for medium (at
-        # 1/2). Read before any estimate: OpenCV lowers its finest scale in place for small images.
-        self._min_side = self._dis.getPatchSize() * 2 ** self._dis.getFinestScale()
+        # 1/2). OpenCV also lowers the finest scale in place for an image with few pyramid levels, which would
+        # carry over to the next, larger image: it is set again before every estimate.
+        self._finest_scale = self._dis.getFinestScale()
+        self._min_side = self._dis.getPatchSize() * 2**self._finest_scale
 
     def _pair(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         h, w = a.shape
+        self._dis.setFinestScale(self._finest_scale)
         if h >= self._min_side and w >= self._min_side:
             return self._dis.calc(a, b, None)
         # images with a side under what the patch pyramid needs (small frames, thin strips, flows of small frames
