@@ -8,6 +8,7 @@ library and returns an exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -523,8 +524,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # the reader of stdout went away (``coherence score --csv | head``): stop quietly, and keep Python's exit
-        # from writing the rest of the buffer to the closed pipe
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # from writing the rest of the buffer to the closed pipe (a stdout without a file descriptor has none)
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into one line
         if args.debug:
