@@ -69,6 +69,7 @@ from coherence.errors import ConfigError, InputError
 from coherence.fallback import spatial_fallback
 from coherence.flow import FlowEstimator, flow_both_ways, get_flow
 from coherence.flow.ops import resize_flow
+from coherence.noise import DECAY_CEILING, MIN_ADAPTED_SIDE, NOISE_PAIRS, adapted_decay, is_palette, link_noise
 from coherence.scenes import SceneCutDetector
 from coherence.smooth_presets import SMOOTH_PRESETS
 from coherence.trajectory import homogeneous, normalise, support, trajectory_offset, trajectory_step, trajectory_weights
@@ -103,6 +104,7 @@ class _Record:
     own: torch.Tensor | None = None  # (H, W, 4) homogeneous(corrected), made once
     to_next: torch.Tensor | None = None  # (1, 2, H, W) flow(t, t+1) between corrected frames, full size
     to_prev: torch.Tensor | None = None  # (1, 2, H, W) flow(t, t-1) between corrected frames
+    held: torch.Tensor | None = None  # (2, H, W, 1) where to_next's and the next frame's to_prev's trajectories hold
     weight_next: torch.Tensor | None = None  # (H, W, 1) decay where to_next passes the occlusion tests, else 0
     weight_prev: torch.Tensor | None = None  # (H, W, 1) decay where to_prev passes the occlusion tests, else 0
     link: Future[torch.Tensor] | None = None  # the trajectory flows of (t, t+1), being estimated in the background
@@ -166,16 +168,14 @@ class Smoother:
 
     @property
     def decay(self) -> float:
-        """Weight ratio of consecutive frames along a trajectory (the preset's, scaled by ``strength``)."""
+        """Weight ratio of consecutive frames along a trajectory: the preset's, scaled by ``strength`` (the least a
+        clip gets: a noisy one gets more, :mod:`coherence.noise`)."""
         return self.strength * self.settings.decay
 
     @property
     def lookahead(self) -> int:
-        """Later frames the anti-causal pass reads: until ``decay ** k`` falls below :data:`_NEGLIGIBLE`
-        (at most :data:`_MAX_LOOKAHEAD`)."""
-        if self.decay <= 0:
-            return 0
-        return min(_MAX_LOOKAHEAD, max(1, math.ceil(math.log(_NEGLIGIBLE) / math.log(self.decay))))
+        """The most later frames the anti-causal pass reads (for the highest decay a clip's noise can call for)."""
+        return lookahead(self.strength * max(self.settings.decay, DECAY_CEILING) if self.settings.decay > 0 else 0.0)
 
     def illumination_radius(self, fps: Fraction) -> int:
         """Neighbours on each side that the illumination step compares a frame with, at ``fps``."""
@@ -203,15 +203,25 @@ class Smoother:
         yield from _Run(self, self.illumination_radius(rate)).process(frames)
 
 
+def lookahead(decay: float) -> int:
+    """Later frames the anti-causal pass of ``decay`` reads: until ``decay ** k`` falls below :data:`_NEGLIGIBLE`
+    (at most :data:`_MAX_LOOKAHEAD`)."""
+    if decay <= 0:
+        return 0
+    return min(_MAX_LOOKAHEAD, max(1, math.ceil(math.log(_NEGLIGIBLE) / math.log(decay))))
+
+
 class _Run:
     """The state of one pass over one stream: the window of records and what has been emitted."""
 
     def __init__(self, smoother: Smoother, radius: int) -> None:
         self.s = smoother
         self.radius = radius
+        # the preset's until the clip's noise is measured (_settle), before the first frame is filtered
         self.decay = smoother.decay
+        self.lookahead = lookahead(self.decay)
+        self.settled = False
         self.dejitter = smoother.strength * smoother.dejitter
-        self.lookahead = smoother.lookahead
         self.records: dict[int, _Record] = {}
         self.detector = SceneCutDetector()
         self.last, self.next_correct, self.next_out = -1, 0, 0
@@ -329,20 +339,50 @@ class _Run:
         if previous is not None and previous.scene == record.scene:
             previous.link = self.pool.submit(self._link_frames, previous, record)
 
-    def _linked(self, t: int) -> _Record:
-        """Record ``t`` once the trajectory flows between it and ``t + 1`` are there (if that pair is linked)."""
+    def _settle(self, finished: bool) -> bool:
+        """Fix the decay to the clip's noise, measured on its first :data:`~coherence.noise.NOISE_PAIRS` aligned
+        pairs (:mod:`coherence.noise`; a palette clip and a small frame keep the preset's); whether it is fixed (it
+        waits for those pairs' flows)."""
+        if not self.settled and (finished or self.next_correct > NOISE_PAIRS):
+            frame, pairs = self.records[0].frame, range(min(NOISE_PAIRS, self.next_correct - 1))
+            small = min(frame.shape[-2:]) < MIN_ADAPTED_SIDE
+            palette = not small and is_palette(frame)
+            readings = [] if small or palette else [
+                link_noise(cast(torch.Tensor, record.corrected), cast(torch.Tensor, self.records[s + 1].corrected),
+                           cast(torch.Tensor, record.to_next), record.held[0, ..., 0])
+                for s in pairs if (record := self._resolved(s)).held is not None]
+            known = sorted(r for r in readings if r is not None)
+            noise = known[len(known) // 2] if known else None
+            self.decay = self.s.strength * adapted_decay(self.s.settings.decay, noise)
+            self.lookahead = lookahead(self.decay)
+            self.settled = True
+            reason = "a small frame" if small else "a palette clip" if palette else None
+            log.debug("noise %s: trajectory decay %.3f", f"not measured on {reason}" if reason else
+                      "unmeasured" if noise is None else f"{noise:.2f}", self.decay)
+        return self.settled
+
+    def _resolved(self, t: int) -> _Record:
+        """Record ``t`` once the trajectory flows between it and ``t + 1``, and where they hold, are there (if that
+        pair is linked)."""
         record = self.records[t]
         if record.link is not None:
-            flows, weights = trajectory_weights(record.link.result(), tuple(record.frame.shape[-2:]),
-                                                decay=self.decay)
-            following = self.records[t + 1]
-            record.to_next, following.to_prev = flows[:1], flows[1:]
-            first, second = cast(torch.Tensor, record.corrected), cast(torch.Tensor, following.corrected)
-            record.weight_next = censored_link_weights(weights[0], record.censored, first, second, flows[:1],
-                                                       decay=self.decay)
-            following.weight_prev = censored_link_weights(weights[1], following.censored, second, first, flows[1:],
-                                                          decay=self.decay)
+            flows, record.held = trajectory_weights(record.link.result(), tuple(record.frame.shape[-2:]))
+            record.to_next, self.records[t + 1].to_prev = flows[:1], flows[1:]
             record.link = None
+        return record
+
+    def _linked(self, t: int) -> _Record:
+        """Record ``t`` with its weights of frame ``t + 1`` and that frame's of it (if that pair is linked)."""
+        record = self._resolved(t)
+        if record.held is not None:
+            weights = record.held.mul_(self.decay)
+            following = self.records[t + 1]
+            first, second = cast(torch.Tensor, record.corrected), cast(torch.Tensor, following.corrected)
+            record.weight_next = censored_link_weights(weights[0], record.censored, first, second,
+                                                       cast(torch.Tensor, record.to_next), decay=self.decay)
+            following.weight_prev = censored_link_weights(weights[1], following.censored, second, first,
+                                                          cast(torch.Tensor, following.to_prev), decay=self.decay)
+            record.held = None
         return record
 
     def _later(self, t: int, reach: int) -> list[int]:
@@ -393,7 +433,7 @@ class _Run:
         while self.next_correct <= self.last and self._arrived(self.next_correct, self.radius, finished):
             self._correct(self.next_correct)
             self.next_correct += 1
-        while self.next_out < self.next_correct:
+        while self.next_out < self.next_correct and self._settle(finished):
             t = self.next_out
             reach = 2 * self.lookahead
             # a block is filtered once a further block of frames is corrected, so that the flow thread has those

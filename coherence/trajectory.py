@@ -78,11 +78,10 @@ def warp_channels_last(state: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out.reshape(h, w, -1))
 
 
-def trajectory_weights(flows: torch.Tensor, size: tuple[int, int], *, decay: float) -> tuple[torch.Tensor,
-                                                                                            torch.Tensor]:
-    """A consecutive pair's flows at the frame size and each neighbour's weight in :func:`trajectory_step`: the
-    decay where its alignment passes the occlusion tests (:func:`coherence.flow.ops.occlusion_mask`), 0 where it
-    does not.
+def trajectory_weights(flows: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A consecutive pair's flows at the frame size and where each one's trajectories hold: 1 where its alignment
+    passes the occlusion tests (:func:`coherence.flow.ops.occlusion_mask`), 0 where it does not (times the filter's
+    decay, a neighbour's weight in :func:`trajectory_step`).
 
     The tests run at most at half the flow's resolution, with the frame's thresholds: DIS medium's finest scale
     is half resolution anyway, and the test costs a quarter of the full-size one.
@@ -90,10 +89,10 @@ def trajectory_weights(flows: torch.Tensor, size: tuple[int, int], *, decay: flo
     Args:
         flows: ``(2, 2, h, w)``: ``flow(a, b)`` then ``flow(b, a)`` on the flow's grid, pixels of that grid.
         size: the frames' ``(H, W)``.
-        decay: the filter's weight of a neighbour whose trajectory holds.
 
     Returns:
-        ``(2, 2, H, W)`` flows in frame pixels, and ``(2, H, W, 1)`` weights: ``a``'s of ``b``, ``b``'s of ``a``.
+        ``(2, 2, H, W)`` flows in frame pixels, and ``(2, H, W, 1)`` in [0, 1] (bilinear between the tests'
+        pixels): where ``a``'s trajectories to ``b`` hold, then ``b``'s to ``a``.
     """
     grid = tuple(flows.shape[-2:])
     if min(grid) * _OCCLUSION_SCALE >= _MIN_OCCLUSION_SIDE:
@@ -103,8 +102,8 @@ def trajectory_weights(flows: torch.Tensor, size: tuple[int, int], *, decay: flo
     step = size[1] / grid[1]
     invalid = torch.cat((occlusion_mask(coarse[:1], coarse[1:], grid_step=step),
                          occlusion_mask(coarse[1:], coarse[:1], grid_step=step)))
-    weights = resize(1.0 - invalid, size, mode="bilinear").permute(0, 2, 3, 1).mul_(decay)
-    return resize_flow(flows, size), weights
+    held = resize(1.0 - invalid, size, mode="bilinear").permute(0, 2, 3, 1)
+    return resize_flow(flows, size), held
 
 
 def trajectory_step(own: torch.Tensor, state: torch.Tensor, to_s: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -23,17 +23,22 @@ _DIS_PRESETS = {
 }
 
 
-def _to_gray_uint8(batch: torch.Tensor) -> np.ndarray:
-    """``(N, 3, H, W)`` float in [0, 1] -> ``(N, H, W)`` uint8 luma (BT.601 weights), rounded and saturated.
+def luma_levels(planes: np.ndarray) -> np.ndarray:
+    """``(3, H, W)`` float32 RGB in [0, 1] -> ``(H, W)`` float32 luma (BT.601 weights) in levels of 255.
 
     OpenCV on the colour planes: several times faster than torch on one core, and the flow runs on the CPU anyway.
     """
+    red, green, blue = planes
+    return cv2.scaleAdd(blue, 0.114 * 255.0, cv2.addWeighted(red, 0.299 * 255.0, green, 0.587 * 255.0, 0.0))
+
+
+def _to_gray_uint8(batch: torch.Tensor) -> np.ndarray:
+    """``(N, 3, H, W)`` float in [0, 1] -> ``(N, H, W)`` uint8 luma (:func:`luma_levels`), rounded and saturated."""
     planes = batch.detach().to("cpu", torch.float32).contiguous().numpy()
     gray = np.empty((planes.shape[0], *planes.shape[2:]), np.uint8)
-    for index, (red, green, blue) in enumerate(planes):
-        luma = cv2.addWeighted(red, 0.299 * 255.0, green, 0.587 * 255.0, 0.0)
+    for index, frame in enumerate(planes):
         # convertScaleAbs rounds and saturates to uint8; luma of [0, 1] colours is never negative
-        cv2.convertScaleAbs(cv2.scaleAdd(blue, 0.114 * 255.0, luma), dst=gray[index])
+        cv2.convertScaleAbs(luma_levels(frame), dst=gray[index])
     return gray
 
 
