@@ -71,9 +71,12 @@ def test_a_noisy_clip_is_filtered_longer_and_nearer_the_clean_clip(monkeypatch: 
     fixed = smooth(noisy, fps=24)
     assert torch.equal(adapted, kept)
     assert psnr(adapted, clean) > psnr(fixed, clean) + 0.3
-    # the same clip at the noise the presets are sized for keeps its decay
-    caplog.clear()
-    with caplog.at_level(logging.DEBUG, logger="coherence.smooth"):
-        monkeypatch.undo()
-        smooth(degrade(clean, Artifacts(noise=2 / 255), seed=3), fps=24)
-    assert "trajectory decay 0.300" in caplog.text
+    # the same clip at the noise the presets are sized for keeps its decay, and so do a palette clip and a small one
+    monkeypatch.undo()
+    for frames, reading in ((degrade(clean, Artifacts(noise=2 / 255), seed=3), "noise 1."),
+                            ((noisy * 5).round() / 5, "not measured on a palette clip"),
+                            (noisy[..., :120, :160], "not measured on a small frame")):
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="coherence.smooth"):
+            smooth(frames, fps=24)
+        assert reading in caplog.text and "trajectory decay 0.300" in caplog.text
