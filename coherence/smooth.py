@@ -14,6 +14,8 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
    and motion-boundary occlusion tests define where a pixel's trajectory continues. Along it, a causal and an
    anti-causal normalised exponential filter (:func:`coherence.trajectory.trajectory_step`, weight ``decay ** k`` for
    a frame ``k`` steps away, reset wherever the occlusion test fails) are combined so that frame ``t`` counts once.
+   The decay is the preset's, raised on a clip noisier than the presets are sized for (:mod:`coherence.noise`,
+   measured on the clip's first aligned pairs before the first frame is filtered).
    Each frame's samples weigh the inverse of the noise variance the correction left them
    (:func:`~coherence.deflicker.correction_precision`: a frame brightened by 1.3 had its noise amplified with it). A
    pixel that the input clipped and the correction moved off the clip is a bound, not a sample

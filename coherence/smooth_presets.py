@@ -16,7 +16,8 @@ class SmoothSettings:
         field_scale: spatial scale of the illumination correction, as a fraction of the frame's long side: the
             coarsest, for a weak field; a strong one is fitted finer (:func:`coherence.deflicker.fitted_field`).
         decay: weight ratio of consecutive frames along a trajectory: frame ``t ± k`` weighs ``decay ** k``
-            against frame ``t``'s 1 (0 turns the temporal filter off). Per frame, not per second: how far a
+            against frame ``t``'s 1 (0 turns the temporal filter off); a clip noisier than the presets are sized
+            for gets more (:mod:`coherence.noise`). Per frame, not per second: how far a
             trajectory can be trusted depends on how well the flow follows it from frame to frame, which a
             higher rate does not make longer (0.67 per frame at 24 fps blurred small synthetic clips by 6 dB).
         spatial: colour scale, in levels of 255, of the bilateral filter that stands in where a pixel's
