@@ -39,7 +39,7 @@ from coherence.flow.ops import pixel_grid
 # the noise (see the module docstring) that the presets' decays are sized for, in the measurement's levels
 NOISE_REFERENCE = 2.5
 # the highest decay the noise can raise a preset's to (the ``strong`` preset's)
-DECAY_CEILING = 0.45
+DECAY_CEILING = 0.6
 # aligned pairs measured at the start of a clip, and the least share of a frame the trajectory must hold on
 NOISE_PAIRS = 8
 _MIN_HELD = 0.05
