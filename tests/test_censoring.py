@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import torch
 
-import coherence.smooth  # noqa: F401  (the module, which the package's `smooth` function shadows)
+import coherence.smooth_run
 from coherence.censoring import (
     CENSORED_DECAY,
     CENSORED_WEIGHT,
@@ -16,11 +14,10 @@ from coherence.censoring import (
     find_censored,
     own_weights,
 )
+from coherence.smooth import smooth
 from coherence.trajectory import homogeneous, trajectory_offset, trajectory_step
 from generators.artifacts import Artifacts, degrade
 from generators.synthetic import synthetic_clip
-
-smooth_module = sys.modules["coherence.smooth"]
 
 
 def _frame_with_clipped_patch() -> torch.Tensor:
@@ -90,9 +87,9 @@ def test_clipping_flicker_drove_in_is_filled_from_the_trajectories(bright: torch
     def errors(out: torch.Tensor) -> tuple[float, float]:
         return float((out - truth)[clipped].square().mean()), float((out - truth).square().mean())
 
-    with_bound = errors(torch.cat([smooth_module.smooth(clip, fps=24) for clip in degraded.split(24)]))
-    monkeypatch.setattr(smooth_module, "find_censored", lambda frame, corrected: None)
-    as_samples = errors(torch.cat([smooth_module.smooth(clip, fps=24) for clip in degraded.split(24)]))
+    with_bound = errors(torch.cat([smooth(clip, fps=24) for clip in degraded.split(24)]))
+    monkeypatch.setattr(coherence.smooth_run, "find_censored", lambda frame, corrected: None)
+    as_samples = errors(torch.cat([smooth(clip, fps=24) for clip in degraded.split(24)]))
     assert with_bound[0] < 0.8 * as_samples[0]
     assert with_bound[1] < as_samples[1]
 

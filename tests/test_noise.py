@@ -64,12 +64,12 @@ def test_a_noisy_clip_is_filtered_longer_and_nearer_the_clean_clip(monkeypatch: 
 
     clean = synthetic_clip(frames=14, size=(320, 240), seed=1, artifacts=None).clean.frames
     noisy = degrade(clean, Artifacts(noise=8 / 255), seed=3)
-    with caplog.at_level(logging.DEBUG, logger="coherence.smooth"):
+    with caplog.at_level(logging.DEBUG, logger="coherence.smooth_run"):
         adapted = smooth(noisy, fps=24)
         kept = smooth(noisy, fps=24, preset="default")
     reported = re.search(r"trajectory decay (\d\.\d+)", caplog.text)
     assert reported is not None and 0.5 < float(reported.group(1)) <= DECAY_CEILING
-    monkeypatch.setattr(importlib.import_module("coherence.smooth"), "adapted_decay", lambda decay, noise: decay)
+    monkeypatch.setattr(importlib.import_module("coherence.smooth_run"), "adapted_decay", lambda decay, noise: decay)
     fixed = smooth(noisy, fps=24)
     assert torch.equal(adapted, kept)
     assert psnr(adapted, clean) > psnr(fixed, clean) + 0.3
@@ -79,6 +79,6 @@ def test_a_noisy_clip_is_filtered_longer_and_nearer_the_clean_clip(monkeypatch: 
                             ((noisy * 5).round() / 5, "not measured on a palette clip"),
                             (noisy[..., :120, :160], "not measured on a small frame")):
         caplog.clear()
-        with caplog.at_level(logging.DEBUG, logger="coherence.smooth"):
+        with caplog.at_level(logging.DEBUG, logger="coherence.smooth_run"):
             smooth(frames, fps=24)
         assert reading in caplog.text and "trajectory decay 0.300" in caplog.text

@@ -306,7 +306,7 @@ def test_frames_the_correction_brightened_weigh_less(clean: torch.Tensor, monkey
     still = clean[:1].expand(16, -1, -1, -1).contiguous()
     degraded = degrade(still * torch.tensor([1.25, 0.8] * 8).view(-1, 1, 1, 1), Artifacts(noise=6 / 255), seed=10)
     weighted = smooth(degraded, radius=3)
-    monkeypatch.setattr(importlib.import_module("coherence.smooth"), "correction_precision",
+    monkeypatch.setattr(importlib.import_module("coherence.smooth_run"), "correction_precision",
                         lambda correction, size, strength=1.0: torch.ones(size))
     equal = smooth(degraded, radius=3)
     dark = slice(1, None, 2)
