@@ -224,8 +224,8 @@ class SmoothingRun:
             self.lookahead = lookahead(self.decay)
             self.settled = True
             reason = "a small frame" if small else "a palette clip" if palette else None
-            log.debug("noise %s: trajectory decay %.3f", f"not measured on {reason}" if reason else
-                      "unmeasured" if noise is None else f"{noise:.2f}", self.decay)
+            log.info("smoothing: noise %s: trajectory decay %.3f", f"not measured on {reason}" if reason else
+                     "unmeasured" if noise is None else f"{noise:.2f} levels", self.decay)
         return self.settled
 
     def _resolved(self, t: int) -> _Record:
