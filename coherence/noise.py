@@ -11,7 +11,7 @@ The measurement is the high-frequency part of the difference between a frame and
 the trajectory holds: the Laplacian takes out what the flow and the deflicker left at low frequencies (boiling
 texture, illumination), and the median of its magnitude is robust to the pixels the occlusion test missed. It is
 in levels of 255 of luma, as read through the bilinear warp (which averages some of the neighbour's noise away: the
-per-channel Gaussian noise of σ 4 levels of ``benchmarks.smoothing`` reads 2.0-2.3; the generated clips of
+per-channel Gaussian noise of σ 4 levels of ``benchmarks.smoothing`` reads 2.0-2.6; the generated clips of
 ``benchmarks.smoothing_generated`` that are video files read 0.2-0.7).
 
 A palette image (a GIF: at most 256 colours) is dithered: the encoder scatters pixels of neighbouring palette
@@ -56,7 +56,7 @@ def link_noise(frame: torch.Tensor, following: torch.Tensor, to_following: torch
     """The noise of a consecutive pair: the robust standard deviation of the Laplacian of their aligned difference.
 
     Args:
-        frame: ``(3, H, W)`` float32 in [0, 1] (on the CPU).
+        frame: ``(3, H, W)`` float32 in [0, 1] (any device: the measurement runs on the CPU).
         following: ``(3, H, W)`` the next frame.
         to_following: ``(1, 2, H, W)`` flow from ``frame`` to ``following``, pixels.
         held: ``(H, W)`` where the trajectory holds (non-zero) or breaks (0).
