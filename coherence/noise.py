@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from coherence.flow.dis import luma_levels
-from coherence.flow.ops import pixel_grid
+from coherence.trajectory import warp_channels_last
 
 # the noise (see the module docstring) that the presets' decays are sized for, in the measurement's levels
 NOISE_REFERENCE = 2.5
@@ -66,11 +66,9 @@ def link_noise(frame: torch.Tensor, following: torch.Tensor, to_following: torch
         less than :data:`_MIN_HELD` of the frame.
     """
     frame, following, to_following, held = (x.detach().cpu() for x in (frame, following, to_following, held))
-    xs, ys = pixel_grid(*frame.shape[-2:])
-    flow = to_following[0].numpy()
-    aligned = cv2.remap(luma_levels(following.numpy()), xs + flow[0], ys + flow[1], cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_REPLICATE)
-    detail = cv2.filter2D(luma_levels(frame.numpy()) - aligned, -1, _LAPLACIAN, borderType=cv2.BORDER_REFLECT)
+    aligned = warp_channels_last(torch.from_numpy(luma_levels(following.numpy()))[..., None], to_following)[..., 0]
+    detail = cv2.filter2D(luma_levels(frame.numpy()) - aligned.numpy(), -1, _LAPLACIAN,
+                          borderType=cv2.BORDER_REFLECT)
     # the Laplacian reaches one pixel: only pixels whose 3x3 neighbourhood holds
     inside = cv2.erode((held.numpy() > 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     if inside.mean() < _MIN_HELD:
