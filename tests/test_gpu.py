@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
+import re
 from fractions import Fraction
 
 import pytest
@@ -78,6 +80,26 @@ def test_smoother_agrees() -> None:
     # OpenCV's remap (CPU) and grid_sample (CUDA) interpolate with different sub-pixel precision
     assert (gpu - cpu).abs().mean() < 1.0 / 255
     assert 10 * torch.log10(1 / (gpu - cpu).square().mean()) > 40
+
+
+def test_noise_fitted_decay_agrees(caplog: pytest.LogCaptureFixture) -> None:
+    """A noisy clip reads the same noise, gets the same decay and the same output on the GPU as on the CPU."""
+    from coherence.smooth import smooth
+    from generators.artifacts import Artifacts, degrade
+    from generators.synthetic import synthetic_clip
+
+    clean = synthetic_clip(frames=12, size=(320, 240), seed=1, artifacts=None).clean.frames
+    noisy = degrade(clean, Artifacts(noise=8 / 255), seed=3)
+    decays, outputs = {}, {}
+    for device in ("cpu", "cuda"):
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="coherence.smooth_run"):
+            outputs[device] = smooth(noisy, fps=24, device=device).cpu()
+        found = re.search(r"trajectory decay (\d\.\d+)", caplog.text)
+        assert found is not None, caplog.text
+        decays[device] = float(found.group(1))
+    assert decays["cpu"] > 0.5 and decays["cuda"] == pytest.approx(decays["cpu"], abs=0.01)
+    assert (outputs["cuda"] - outputs["cpu"]).abs().mean() < 1.0 / 255
 
 
 def test_interpolator_agrees() -> None:
