@@ -48,6 +48,8 @@ _FLOW_NORM_SCALE = 0.02
 # fitted_field: a local field whose spatial standard deviation (log units) exceeds FIELD_REFERENCE is fitted at the
 # scale times (FIELD_REFERENCE / amplitude) ** _FIELD_EXPONENT, down to _FINEST_FIELD times it
 FIELD_REFERENCE, _FIELD_EXPONENT, _FINEST_FIELD = 0.015, 0.5, 0.4
+# the most channels that OpenCV's Python binding takes as the channels of one image (not CV_CN_MAX, 512)
+_MAX_CHANNELS = 128
 
 
 def thumb_size(height: int, width: int) -> tuple[int, int]:
@@ -102,18 +104,20 @@ def _gaussian_kernel(sigma: float, device: torch.device, dtype: torch.dtype) -> 
 def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of ``(N, C, h, w)`` thumbnails with replicated borders (sigma in pixels).
 
-    On the CPU, OpenCV's ``sepFilter2D`` applies the same kernel plane by plane (several times faster than
-    ``conv2d`` on these small planes).
+    On the CPU, OpenCV's ``sepFilter2D`` applies the same kernel to all the planes at once, as the channels of one
+    image (several times faster than ``conv2d`` on these small planes, and than a call per plane).
     """
     kernel = _gaussian_kernel(sigma, images.device, images.dtype)
     n, c, h, w = images.shape
     if images.device.type == "cpu":
         taps = kernel.numpy()
-        planes = images.detach().reshape(n * c, h, w).contiguous().numpy()
+        planes = images.detach().reshape(n * c, h, w).permute(1, 2, 0).contiguous().numpy()
         out = np.empty_like(planes)
-        for i in range(n * c):
-            cv2.sepFilter2D(planes[i], -1, taps, taps, dst=out[i], borderType=cv2.BORDER_REPLICATE)
-        return torch.from_numpy(out).reshape(n, c, h, w)
+        for start in range(0, n * c, _MAX_CHANNELS):
+            part = cv2.sepFilter2D(np.ascontiguousarray(planes[..., start:start + _MAX_CHANNELS]), -1, taps, taps,
+                                   borderType=cv2.BORDER_REPLICATE)
+            out[..., start:start + _MAX_CHANNELS] = part.reshape(h, w, -1)
+        return torch.from_numpy(out).permute(2, 0, 1).reshape(n, c, h, w)
     radius = kernel.numel() // 2
     flat = images.reshape(n * c, 1, h, w)
     flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
