@@ -26,6 +26,7 @@ and what the flow estimator is shown (``flow_image``, normalised against exactly
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -301,6 +302,53 @@ def fitted_field(ratio: torch.Tensor, valid: torch.Tensor, *, sigma: float, temp
     finer = sigma * max(_FINEST_FIELD, (FIELD_REFERENCE / amplitude) ** _FIELD_EXPONENT)
     weight = outlier_weights(ratio, valid, weight, sigma=finer)
     return correction_field(ratio, weight, sigma=finer, temporal=temporal)
+
+
+def residual_ratios(ratio: torch.Tensor, to_s: torch.Tensor, neighbour_corrections: torch.Tensor,
+                    correction: torch.Tensor) -> torch.Tensor:
+    """The log ratios of aligned neighbours to a frame once each carries its own first correction.
+
+    The correction of :func:`fitted_field` falls short of a strong flicker by a share of it: the frame's own term
+    (deviation 0) and the outlier weights, which distrust the largest ratios, pull it towards 0, and the Gaussian
+    fit misses the field's finest part. On the degraded real clips of ``benchmarks.smoothing`` about a third of the
+    local field was left. Fitting again against the first corrections of the frame and its neighbours (the same
+    samples, with only that shortfall left in them) takes most of it out: one more step of the estimator towards
+    its fixed point, where the window's frames agree. How much of that second fit is taken is
+    :func:`second_fit_share`'s.
+
+    Args:
+        ratio: ``(K, 3, h, w)`` from :func:`aligned_ratios`.
+        to_s: ``(K, 2, h, w)`` the flows that aligned the neighbours (``flow(t, s)``).
+        neighbour_corrections: ``(K, 3, h, w)`` each neighbour's first correction (:func:`fitted_field`: one
+            achromatic field plus a constant per channel, so only the field is warped).
+        correction: ``(3, h, w)`` the frame's first correction.
+
+    Returns:
+        ``(K, 3, h, w)``, to fit with the same validity as ``ratio``.
+    """
+    field = neighbour_corrections.mean(1, keepdim=True)
+    return ratio + warp(field, to_s) + (neighbour_corrections - field)[..., :1, :1] - correction[None]
+
+
+def second_fit_share(amplitudes: Sequence[float]) -> float:
+    """The share of the second fit (:func:`residual_ratios`) that a frame takes, from how strong the local fields of
+    the first fits across its window are (their mean :func:`local_amplitude`): none at :data:`FIELD_REFERENCE` and
+    below, all from twice it.
+
+    A weak field's first fit is mostly what the content changes left in the ratios, not flicker, and its shortfall
+    is the caution that keeps them out: the second fit found nearly as much again as the first (0.6-0.85 of its
+    amplitude) on the generated clips of ``benchmarks.smoothing_generated``, and took their PSNR to the input from
+    35.23 to 34.38 dB with no consistency gained. Their first fits read 0.003-0.016 (median over a clip's frames);
+    the degraded real clips of ``benchmarks.smoothing`` read 0.03 with the issue's artefacts, and their second fits
+    find a fifth to a third of the first. The window's mean, not the frame's own, so that the share changes slowly.
+
+    Args:
+        amplitudes: the local amplitudes of the first fits of the frame and its neighbours.
+
+    Returns:
+        In [0, 1].
+    """
+    return min(1.0, max(0.0, sum(amplitudes) / len(amplitudes) / FIELD_REFERENCE - 1.0))
 
 
 def apply_correction(frame: torch.Tensor, correction: torch.Tensor, *, strength: float = 1.0) -> torch.Tensor:

@@ -20,8 +20,11 @@ from coherence.deflicker import (
     correction_precision,
     fitted_field,
     flow_image,
+    local_amplitude,
     log_thumbnail,
+    residual_ratios,
     resize,
+    second_fit_share,
     thumb_size,
     window_flows,
     window_weights,
@@ -50,6 +53,17 @@ _ALIGN_SCALE = 0.5
 
 
 @dataclass
+class _Window:
+    """A frame's aligned neighbours on the thumbnail grid, kept from the first fit of its correction to the second."""
+
+    indices: list[int]  # the neighbours' frame indices
+    to_s: torch.Tensor  # (K, 2, h, w) flow(t, s) for each
+    ratio: torch.Tensor  # (K, 3, h, w) aligned log ratios (aligned_ratios)
+    valid: torch.Tensor  # (K, 3, h, w)
+    temporal: torch.Tensor  # (K,) window weights
+
+
+@dataclass
 class _Record:
     """One frame in the window and what was derived from it once."""
 
@@ -59,6 +73,9 @@ class _Record:
     thumb: tuple[torch.Tensor, torch.Tensor]  # log thumbnail, per-channel usable mask
     to_next_thumb: torch.Tensor | None = None  # flow(t, t+1) on the thumbnail grid
     to_prev_thumb: torch.Tensor | None = None  # flow(t, t-1) on the thumbnail grid
+    window: _Window | None = None  # its neighbours, from the first fit until the second (None: it has none)
+    first: torch.Tensor | None = None  # (3, h, w) the first fit of its log-domain correction
+    amplitude: float = 0.0  # the first fit's local_amplitude
     corrected: torch.Tensor | None = None  # (3, H, W) after the illumination correction
     censored: Censored | None = None  # where corrected is a bound on the content, not its value
     own: torch.Tensor | None = None  # (H, W, 4) homogeneous(corrected), made once
@@ -91,7 +108,7 @@ class SmoothingRun:
         self.dejitter = smoother.strength * smoother.dejitter
         self.records: dict[int, _Record] = {}
         self.detector = SceneCutDetector()
-        self.last, self.next_correct, self.next_out = -1, 0, 0
+        self.last, self.next_estimate, self.next_correct, self.next_out = -1, 0, 0, 0
         self.size: tuple[int, int] | None = None
         # the forward accumulator of the last output frame: (index, (H, W, 4)), and the backward accumulators
         # computed ahead of their output (one pass per block of frames)
@@ -179,22 +196,47 @@ class SmoothingRun:
         """Whether every frame of ``t``'s scene up to ``t + reach`` has arrived."""
         return finished or self.last >= t + reach or self.records[self.last].scene != self.records[t].scene
 
-    def _correct(self, t: int) -> None:
+    def _field_scale(self, record: _Record) -> float:
+        return self.s.settings.field_scale * max(record.thumb[0].shape[-2:])
+
+    def _estimate(self, t: int) -> None:
+        """The first fit of frame ``t``'s correction, against its aligned neighbours as they came."""
         record = self.records[t]
-        neighbours, distances = [], []
+        neighbours, indices = [], []
         for direction in (1, -1):
             for index, to_s, from_s in self._chain(t, self.radius, direction):
                 neighbours.append((*self.records[index].thumb, to_s, from_s))
-                distances.append(abs(index - t))
+                indices.append(index)
+        if neighbours:
+            ratio, valid = aligned_ratios(record.thumb, neighbours)
+            temporal = window_weights(torch.tensor([abs(index - t) for index in indices]), self.radius)
+            record.first = fitted_field(ratio, valid, sigma=self._field_scale(record), temporal=temporal)
+            record.amplitude = local_amplitude(record.first)
+            record.window = _Window(indices, torch.cat([n[2] for n in neighbours]), ratio, valid, temporal)
+
+    def _estimated(self, t: int) -> bool:
+        """Whether the first fits of frame ``t`` and of all its neighbours are there."""
+        window = self.records[t].window
+        return t < self.next_estimate and (window is None or max(window.indices) < self.next_estimate)
+
+    def _correct(self, t: int) -> None:
+        """Frame ``t`` corrected by its first fit plus a second against its neighbours' first corrections
+        (:func:`~coherence.deflicker.residual_ratios`)."""
+        record = self.records[t]
         size = tuple(record.frame.shape[-2:])
         weight = None  # the frame's own weights in the trajectory filter: 1 unless set below
-        if not neighbours:
+        window, first = record.window, record.first
+        if window is None or first is None:
             record.corrected = record.frame
         else:
-            sigma = self.s.settings.field_scale * max(record.thumb[0].shape[-2:])
-            ratio, valid = aligned_ratios(record.thumb, neighbours)
-            field = fitted_field(ratio, valid, sigma=sigma,
-                                 temporal=window_weights(torch.tensor(distances), self.radius))
+            firsts = torch.stack([cast(torch.Tensor, self.records[index].first) for index in window.indices])
+            field = first
+            share = second_fit_share([record.amplitude, *(self.records[index].amplitude for index in window.indices)])
+            if share > 0:
+                residual = residual_ratios(window.ratio, window.to_s, firsts, first)
+                field = first + share * fitted_field(residual, window.valid, sigma=self._field_scale(record),
+                                                     temporal=window.temporal)
+            record.window = None
             record.corrected = apply_correction(record.frame, field, strength=self.s.strength)
             weight = correction_precision(field, size, strength=self.s.strength)
         record.censored = find_censored(record.frame, record.corrected)
@@ -297,7 +339,10 @@ class SmoothingRun:
                 self.backward[s] = state
 
     def _drain(self, *, finished: bool) -> Iterator[torch.Tensor]:
-        while self.next_correct <= self.last and self._arrived(self.next_correct, self.radius, finished):
+        while self.next_estimate <= self.last and self._arrived(self.next_estimate, self.radius, finished):
+            self._estimate(self.next_estimate)
+            self.next_estimate += 1
+        while self.next_correct < self.next_estimate and self._estimated(self.next_correct):
             self._correct(self.next_correct)
             self.next_correct += 1
         while self.next_out < self.next_correct and self._settle(finished):
