@@ -229,10 +229,10 @@ class SmoothingRun:
         if window is None or first is None:
             record.corrected = record.frame
         else:
-            firsts = torch.stack([cast(torch.Tensor, self.records[index].first) for index in window.indices])
             field = first
             share = second_fit_share([record.amplitude, *(self.records[index].amplitude for index in window.indices)])
             if share > 0:
+                firsts = torch.stack([cast(torch.Tensor, self.records[index].first) for index in window.indices])
                 residual = residual_ratios(window.ratio, window.to_s, firsts, first)
                 field = first + share * fitted_field(residual, window.valid, sigma=self._field_scale(record),
                                                      temporal=window.temporal)
