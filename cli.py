@@ -99,11 +99,14 @@ def _add_motion_options(p: argparse.ArgumentParser, *, rate_help: str) -> None:
 
 def _run_pipeline(args: argparse.Namespace, pipeline: Pipeline, desc: str) -> int:
     """Stream ``args.input`` through ``stages`` into ``args.output`` with a progress bar."""
+    import cv2
     import torch
 
-    # the decoder and the encoder run in their own processes; the stages' many small ops gain nothing from more
-    # intra-op threads and lose a lot when they oversubscribe the cores those processes need
+    # the stages run their own threads (the flow on one, the filtering on another), and the decoder and the encoder
+    # run in their own processes: the many small ops gain nothing from intra-op threads (torch's or OpenCV's) and
+    # lose a lot when they oversubscribe the cores that those threads and processes need
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
     from coherence.allocator import reuse_freed_memory
     from coherence.io import probe
 
