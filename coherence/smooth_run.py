@@ -70,7 +70,7 @@ class _Record:
 
     frame: torch.Tensor  # (3, H, W) input
     scene: int
-    half: torch.Tensor  # (1, 3, h2, w2) what the illumination flow sees (flow_image)
+    coarse: torch.Tensor  # (1, 3, h2, w2) what the illumination flow sees (flow_image at _ALIGN_SCALE)
     thumb: tuple[torch.Tensor, torch.Tensor]  # log thumbnail, per-channel usable mask
     to_next_thumb: torch.Tensor | None = None  # flow(t, t+1) on the thumbnail grid
     to_prev_thumb: torch.Tensor | None = None  # flow(t, t-1) on the thumbnail grid
@@ -157,13 +157,13 @@ class SmoothingRun:
         h, w = frame.shape[-2:]
         # small frames keep enough pixels for the flow to resolve their motion
         scale = max(_ALIGN_SCALE, min(1.0, _MIN_FLOW_SIDE / max(h, w)))
-        half_size = (max(8, round(h * scale)), max(8, round(w * scale)))
-        half = flow_image(resize(frame[None], half_size, mode="area"))
-        return _Record(frame=frame, scene=scene, half=half, thumb=log_thumbnail(frame, thumb_size(h, w)))
+        coarse_size = (max(8, round(h * scale)), max(8, round(w * scale)))
+        coarse = flow_image(resize(frame[None], coarse_size, mode="area"))
+        return _Record(frame=frame, scene=scene, coarse=coarse, thumb=log_thumbnail(frame, thumb_size(h, w)))
 
     def _link_thumbs(self, a: _Record, b: _Record) -> None:
         """Both coarse flows of a consecutive pair, for the illumination step, on the thumbnail grid."""
-        forward, backward = flow_both_ways(self.s.align_flow, a.half, b.half)
+        forward, backward = flow_both_ways(self.s.align_flow, a.coarse, b.coarse)
         size = a.thumb[0].shape[-2:]
         a.to_next_thumb = resize_flow(forward, size, align_corners=False)
         b.to_prev_thumb = resize_flow(backward, size, align_corners=False)
