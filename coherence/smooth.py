@@ -66,7 +66,7 @@ TRAJECTORY_DIS: dict[str, object] = {"preset": "medium", "refinement_iterations"
 # The illumination step's coarse alignment (of flow_image at 0.4 of the frame size): DIS medium's finer patch grid
 # (its finest scale is half the input's, ultrafast's a quarter) with a patch stride of 4 and no variational
 # refinement. Against ultrafast at half size it took bikes with the artefacts x1.5 from 1.27-1.29x to 1.11-1.13x
-# the clean clip's warping error, and x2 from 2.08x to 1.69x, for about 1.3 ms more CPU a frame.
+# the clean clip's warping error, and x2 from 2.08x to 1.69x, for about 1.1 ms more CPU a frame (two flows).
 ALIGN_DIS: dict[str, object] = {"preset": "medium", "patch_stride": 4, "refinement_iterations": 0}
 
 
