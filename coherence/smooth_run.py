@@ -33,7 +33,7 @@ from coherence.dejitter import SHAKE_SPAN, ShakeQueue
 from coherence.errors import InputError
 from coherence.fallback import spatial_fallback
 from coherence.flow import flow_both_ways
-from coherence.flow.ops import resize_flow
+from coherence.flow.ops import resize_flow, scaled_size
 from coherence.noise import MIN_ADAPTED_SIDE, NOISE_PAIRS, adapted_decay, is_palette, link_noise
 from coherence.scenes import SceneCutDetector
 from coherence.trajectory import homogeneous, normalise, support, trajectory_offset, trajectory_step, trajectory_weights
@@ -157,8 +157,7 @@ class SmoothingRun:
         h, w = frame.shape[-2:]
         # small frames keep enough pixels for the flow to resolve their motion
         scale = max(_ALIGN_SCALE, min(1.0, _MIN_FLOW_SIDE / max(h, w)))
-        coarse_size = (max(8, round(h * scale)), max(8, round(w * scale)))
-        coarse = flow_image(resize(frame[None], coarse_size, mode="area"))
+        coarse = flow_image(resize(frame[None], scaled_size(h, w, scale), mode="area"))
         return _Record(frame=frame, scene=scene, coarse=coarse, thumb=log_thumbnail(frame, thumb_size(h, w)))
 
     def _link_thumbs(self, a: _Record, b: _Record) -> None:
@@ -174,7 +173,7 @@ class SmoothingRun:
         first, second = cast(torch.Tensor, a.corrected)[None], cast(torch.Tensor, b.corrected)[None]
         h, w = first.shape[-2:]
         if self.s.flow_scale < 1.0:
-            size = (max(8, round(h * self.s.flow_scale)), max(8, round(w * self.s.flow_scale)))
+            size = scaled_size(h, w, self.s.flow_scale)
             first, second = resize(first, size, mode="area"), resize(second, size, mode="area")
         return torch.cat(flow_both_ways(self.s.flow, first, second))
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from coherence.deflicker import resize
 from coherence.errors import InputError
 from coherence.flow import resize_flow, warp
-from coherence.flow.ops import base_grid, occlusion_mask, pixel_grid
+from coherence.flow.ops import base_grid, occlusion_mask, pixel_grid, scaled_size
 
 
 def intermediate_flows(flow_ab: torch.Tensor, flow_ba: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,7 +178,7 @@ def coarse_pair(a: torch.Tensor, b: torch.Tensor, *, flow_ab: torch.Tensor, flow
     """Frames ``(N, 3, H, W)`` and flows ``(N, 2, H, W)`` at ``motion_scale`` of the size (at least 8 pixels):
     ``(a, b, flow_ab, flow_ba)`` at ``(h, w)``, frames area-averaged, flows resized and rescaled."""
     size = a.shape[-2:]
-    small = (max(8, round(size[0] * motion_scale)), max(8, round(size[1] * motion_scale)))
+    small = scaled_size(size[0], size[1], motion_scale)
     if small[0] >= size[0] or small[1] >= size[1]:
         return a, b, flow_ab, flow_ba
     return (resize(a, small, mode="area"), resize(b, small, mode="area"), resize_flow(flow_ab, small),

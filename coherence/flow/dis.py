@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from coherence.errors import ConfigError
 from coherence.flow.base import check_pair, register_flow
-from coherence.flow.ops import resize_flow
+from coherence.flow.ops import resize_flow, scaled_size
 
 _DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -75,8 +75,7 @@ class _OpenCVFlow(ABC):
         """``(N, h, w)`` uint8 luma at the estimation scale."""
         if self.scale < 1.0:
             h, w = batch.shape[-2:]
-            batch = F.interpolate(batch, size=(max(8, round(h * self.scale)), max(8, round(w * self.scale))),
-                                  mode="area")
+            batch = F.interpolate(batch, size=scaled_size(h, w, self.scale), mode="area")
         return _to_gray_uint8(batch)
 
     @staticmethod

@@ -163,6 +163,12 @@ def _occlusion_cpu(forward: np.ndarray, backward: np.ndarray, fb_absolute: float
     return (inconsistent | boundary | outside).astype(np.float32)[None]
 
 
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """``(h, w)`` of a ``height x width`` image at ``scale`` of its size, at least 8 pixels a side (the least that a
+    reduced-scale flow or motion estimate is computed on)."""
+    return max(8, round(height * scale)), max(8, round(width * scale))
+
+
 def resize_flow(flow: torch.Tensor, size: tuple[int, int], *, align_corners: bool = True) -> torch.Tensor:
     """Resize a flow field to ``size = (H, W)``, scaling the vectors with the grid.
 
