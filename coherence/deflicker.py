@@ -49,6 +49,9 @@ _FLOW_NORM_SCALE = 0.02
 # fitted_field: a local field whose spatial standard deviation (log units) exceeds FIELD_REFERENCE is fitted at the
 # scale times (FIELD_REFERENCE / amplitude) ** _FIELD_EXPONENT, down to _FINEST_FIELD times it
 FIELD_REFERENCE, _FIELD_EXPONENT, _FINEST_FIELD = 0.015, 0.5, 0.4
+# a frame's correction is fitted this many times, each fit after the first against its neighbours' previous fits
+# (residual_ratios; refit_share says how much of each later fit is taken)
+FITS = 3
 # the most channels that OpenCV's Python binding takes as the channels of one image (not CV_CN_MAX, 512)
 _MAX_CHANNELS = 128
 
@@ -306,22 +309,25 @@ def fitted_field(ratio: torch.Tensor, valid: torch.Tensor, *, sigma: float, temp
 
 def residual_ratios(ratio: torch.Tensor, to_s: torch.Tensor, neighbour_corrections: torch.Tensor,
                     correction: torch.Tensor) -> torch.Tensor:
-    """The log ratios of aligned neighbours to a frame once each carries its own first correction.
+    """The log ratios of aligned neighbours to a frame once each carries its own last correction.
 
     The correction of :func:`fitted_field` falls short of a strong flicker by a share of it: the frame's own term
     (deviation 0) and the outlier weights, which distrust the largest ratios, pull it towards 0, and the Gaussian
     fit misses the field's finest part. On the degraded real clips of ``benchmarks.smoothing`` about a third of the
     local field was left. Fitting again against the first corrections of the frame and its neighbours (the same
     samples, with only that shortfall left in them) takes most of it out: one more step of the estimator towards
-    its fixed point, where the window's frames agree. How much of that second fit is taken is
-    :func:`second_fit_share`'s.
+    its fixed point, where the window's frames agree. A third fit, against the second corrections, takes out most
+    of what the second left: a Gaussian fit ``G`` leaves ``(1 - G)`` of each spatial frequency, ``n`` fits leave
+    ``(1 - G) ** n`` (Tukey's twicing, repeated), so the field's fine part comes back while the fine noise that ``G``
+    rejects stays out. Each fit also draws on the neighbours' previous fits, so the window reaches a little further
+    in time. How much of each later fit is taken is :func:`refit_share`'s; :data:`FITS` fixes how many there are.
 
     Args:
         ratio: ``(K, 3, h, w)`` from :func:`aligned_ratios`.
         to_s: ``(K, 2, h, w)`` the flows that aligned the neighbours (``flow(t, s)``).
-        neighbour_corrections: ``(K, 3, h, w)`` each neighbour's first correction (:func:`fitted_field`: one
+        neighbour_corrections: ``(K, 3, h, w)`` each neighbour's last correction (sums of :func:`fitted_field`s: one
             achromatic field plus a constant per channel, so only the field is warped).
-        correction: ``(3, h, w)`` the frame's first correction.
+        correction: ``(3, h, w)`` the frame's last correction.
 
     Returns:
         ``(K, 3, h, w)``, to fit with the same validity as ``ratio``.
@@ -330,10 +336,10 @@ def residual_ratios(ratio: torch.Tensor, to_s: torch.Tensor, neighbour_correctio
     return ratio + warp(field, to_s) + (neighbour_corrections - field)[..., :1, :1] - correction[None]
 
 
-def second_fit_share(amplitudes: Sequence[float]) -> float:
-    """The share of the second fit (:func:`residual_ratios`) that a frame takes, from how strong the local fields of
-    the first fits across its window are (their mean :func:`local_amplitude`): none at :data:`FIELD_REFERENCE` and
-    below, all from twice it.
+def refit_share(amplitudes: Sequence[float]) -> float:
+    """The share of each fit after the first (:func:`residual_ratios`) that a frame takes, from how strong the local
+    fields of the first fits across its window are (their mean :func:`local_amplitude`): none at
+    :data:`FIELD_REFERENCE` and below, all from twice it.
 
     A weak field's first fit is mostly what the content changes left in the ratios, not flicker, and its shortfall
     is the caution that keeps them out: the second fit found nearly as much again as the first (0.6-0.85 of its

@@ -8,8 +8,9 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
    thumbnails; the occlusion- and outlier-weighted mean log ratio (nearer neighbours weigh more), smoothed
    spatially (finer where the field is strong, :func:`~coherence.deflicker.fitted_field`), is the correction: a
    per-channel gain plus a smooth achromatic local field. Where the window's fields are strong, the correction is
-   fitted a second time against the neighbours' first corrections, which takes out most of what the first fit
-   left (:func:`~coherence.deflicker.residual_ratios`, :func:`~coherence.deflicker.second_fit_share`). The window
+   fitted again against the neighbours' last corrections, twice (:data:`~coherence.deflicker.FITS`), which takes
+   out most of what the first fit left (:func:`~coherence.deflicker.residual_ratios`,
+   :func:`~coherence.deflicker.refit_share`). The window
    is in seconds as flicker is a matter of time: 8 fps generator output gets a few neighbours, 30 fps footage
    more.
 2. **Trajectories** (noise, boiling, dithering, residual flicker): flow between consecutive *corrected* frames
@@ -36,10 +37,10 @@ the correction well beyond them), so motion is neither lagged nor averaged away 
 input frame); where the flow cannot follow (occlusions, motion boundaries) a pixel has little but its own value to
 average, and a bilateral filter stands in for the missing part of its support (:mod:`coherence.fallback`; the
 preset's ``spatial`` colour scale). Last, a bilateral filter on the chroma planes alone (:mod:`coherence.chroma`;
-the preset's ``chroma`` scale) takes out the chroma noise the temporal average left. Memory holds ``2 * radius + 3
-* lookahead`` frames ahead (a frame's second fit waits for its neighbours' first; the anti-causal pass runs once per
-block of ``lookahead`` frames and reads two blocks; one more keeps the flow thread busy) and one accumulator behind,
-whatever the clip's length.
+the preset's ``chroma`` scale) takes out the chroma noise the temporal average left. Memory holds ``FITS * radius
++ 3 * lookahead`` frames ahead (each fit of a frame's correction waits for its neighbours' previous fits; the
+anti-causal pass runs once per block of ``lookahead`` frames and reads two blocks; one more keeps the flow thread
+busy) and one accumulator behind, whatever the clip's length.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from pathlib import Path
 import torch
 
 from coherence.clip import parse_fps
+from coherence.deflicker import FITS
 from coherence.dejitter import SHAKE_SPAN
 from coherence.errors import ConfigError, InputError
 from coherence.flow import FlowEstimator, get_flow
@@ -124,7 +126,8 @@ class Smoother:
         # the illumination step only needs coarse alignment of thumbnails: ALIGN_DIS on flow_image
         self.align_flow = get_flow("dis", **ALIGN_DIS, device=self.device)
         # the Stage's context on each side, at 30 fps (the illumination window is in seconds)
-        self.radius = 2 * self.illumination_radius(Fraction(30)) + 3 * self.lookahead + (SHAKE_SPAN if dejitter else 0)
+        shake = SHAKE_SPAN if dejitter else 0
+        self.radius = FITS * self.illumination_radius(Fraction(30)) + 3 * self.lookahead + shake
 
     @property
     def decay(self) -> float:
@@ -150,8 +153,8 @@ class Smoother:
     def process(self, frames: Iterable[torch.Tensor], fps: Fraction) -> Iterator[torch.Tensor]:
         """Smooth a stream of ``(3, H, W)`` float32 frames in [0, 1]; yields as many frames, same size.
 
-        Frames are yielded about ``2 * illumination_radius(fps) + 3 * lookahead`` frames after they arrive (sooner at
-        a cut or at the end).
+        Frames are yielded about ``FITS * illumination_radius(fps) + 3 * lookahead`` frames after they arrive (sooner
+        at a cut or at the end).
 
         Raises:
             InputError: a frame that is not ``(3, H, W)`` or whose size differs from the first.

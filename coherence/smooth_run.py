@@ -7,7 +7,7 @@ import logging
 import math
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 import torch
@@ -15,6 +15,7 @@ import torch
 from coherence.censoring import Censored, censored_link_weights, find_censored, own_weights
 from coherence.chroma import denoise_chroma
 from coherence.deflicker import (
+    FITS,
     aligned_ratios,
     apply_correction,
     correction_precision,
@@ -22,9 +23,9 @@ from coherence.deflicker import (
     flow_image,
     local_amplitude,
     log_thumbnail,
+    refit_share,
     residual_ratios,
     resize,
-    second_fit_share,
     thumb_size,
     window_flows,
     window_weights,
@@ -55,7 +56,7 @@ _ALIGN_SCALE = 0.4
 
 @dataclass
 class _Window:
-    """A frame's aligned neighbours on the thumbnail grid, kept from the first fit of its correction to the second."""
+    """A frame's aligned neighbours on the thumbnail grid, kept from the first fit of its correction to the last."""
 
     indices: list[int]  # the neighbours' frame indices
     to_s: torch.Tensor  # (K, 2, h, w) flow(t, s) for each
@@ -74,9 +75,10 @@ class _Record:
     thumb: tuple[torch.Tensor, torch.Tensor]  # log thumbnail, per-channel usable mask
     to_next_thumb: torch.Tensor | None = None  # flow(t, t+1) on the thumbnail grid
     to_prev_thumb: torch.Tensor | None = None  # flow(t, t-1) on the thumbnail grid
-    window: _Window | None = None  # its neighbours, from the first fit until the second (None: it has none)
-    first: torch.Tensor | None = None  # (3, h, w) the first fit of its log-domain correction
+    window: _Window | None = None  # its neighbours, from the first fit until the last (None: it has none)
+    fits: list[torch.Tensor] = field(default_factory=list)  # (3, h, w) each fit of its log-domain correction so far
     amplitude: float = 0.0  # the first fit's local_amplitude
+    share: float = 0.0  # how much of each later fit it takes (refit_share)
     corrected: torch.Tensor | None = None  # (3, H, W) after the illumination correction
     censored: Censored | None = None  # where corrected is a bound on the content, not its value
     own: torch.Tensor | None = None  # (H, W, 4) homogeneous(corrected), made once
@@ -109,7 +111,9 @@ class SmoothingRun:
         self.dejitter = smoother.strength * smoother.dejitter
         self.records: dict[int, _Record] = {}
         self.detector = SceneCutDetector()
-        self.last, self.next_estimate, self.next_correct, self.next_out = -1, 0, 0, 0
+        self.last, self.next_correct, self.next_out = -1, 0, 0
+        # the next frame whose fit k (0 the first) of the illumination correction is due, for each k
+        self.next_fit = [0] * FITS
         self.size: tuple[int, int] | None = None
         # the forward accumulator of the last output frame: (index, (H, W, 4)), and the backward accumulators
         # computed ahead of their output (one pass per block of frames)
@@ -210,35 +214,45 @@ class SmoothingRun:
         if neighbours:
             ratio, valid = aligned_ratios(record.thumb, neighbours)
             temporal = window_weights(torch.tensor([abs(index - t) for index in indices]), self.radius)
-            record.first = fitted_field(ratio, valid, sigma=self._field_scale(record), temporal=temporal)
-            record.amplitude = local_amplitude(record.first)
+            record.fits.append(fitted_field(ratio, valid, sigma=self._field_scale(record), temporal=temporal))
+            record.amplitude = local_amplitude(record.fits[0])
             record.window = _Window(indices, torch.cat([n[2] for n in neighbours]), ratio, valid, temporal)
 
-    def _estimated(self, t: int) -> bool:
-        """Whether the first fits of frame ``t`` and of all its neighbours are there."""
+    def _fitted(self, t: int, k: int) -> bool:
+        """Whether fit ``k`` of frame ``t``'s correction and of all its neighbours' is there."""
         window = self.records[t].window
-        return t < self.next_estimate and (window is None or max(window.indices) < self.next_estimate)
+        done = self.next_fit[k]
+        return t < done and (window is None or max(window.indices) < done)
+
+    def _refit(self, t: int, k: int) -> None:
+        """Fit ``k`` (``k >= 1``) of frame ``t``'s correction: the last plus a share of a fit against the neighbours'
+        last corrections (:func:`~coherence.deflicker.residual_ratios`)."""
+        record = self.records[t]
+        window = record.window
+        if window is None:
+            return
+        last = record.fits[-1]
+        if k == 1:
+            record.share = refit_share([record.amplitude, *(self.records[index].amplitude for index in window.indices)])
+        if record.share > 0:
+            previous = torch.stack([self.records[index].fits[k - 1] for index in window.indices])
+            residual = residual_ratios(window.ratio, window.to_s, previous, last)
+            last = last + record.share * fitted_field(residual, window.valid, sigma=self._field_scale(record),
+                                                      temporal=window.temporal)
+        record.fits.append(last)
 
     def _correct(self, t: int) -> None:
-        """Frame ``t`` corrected by its first fit plus a second against its neighbours' first corrections
-        (:func:`~coherence.deflicker.residual_ratios`)."""
+        """Frame ``t`` corrected by the last fit of its illumination correction."""
         record = self.records[t]
         size = tuple(record.frame.shape[-2:])
         weight = None  # the frame's own weights in the trajectory filter: 1 unless set below
-        window, first = record.window, record.first
-        if window is None or first is None:
+        if record.window is None:
             record.corrected = record.frame
         else:
-            field = first
-            share = second_fit_share([record.amplitude, *(self.records[index].amplitude for index in window.indices)])
-            if share > 0:
-                firsts = torch.stack([cast(torch.Tensor, self.records[index].first) for index in window.indices])
-                residual = residual_ratios(window.ratio, window.to_s, firsts, first)
-                field = first + share * fitted_field(residual, window.valid, sigma=self._field_scale(record),
-                                                     temporal=window.temporal)
+            correction = record.fits[-1]
             record.window = None
-            record.corrected = apply_correction(record.frame, field, strength=self.s.strength)
-            weight = correction_precision(field, size, strength=self.s.strength)
+            record.corrected = apply_correction(record.frame, correction, strength=self.s.strength)
+            weight = correction_precision(correction, size, strength=self.s.strength)
         record.censored = find_censored(record.frame, record.corrected)
         if record.censored is not None:
             censored = own_weights(record.censored, size)
@@ -339,10 +353,15 @@ class SmoothingRun:
                 self.backward[s] = state
 
     def _drain(self, *, finished: bool) -> Iterator[torch.Tensor]:
-        while self.next_estimate <= self.last and self._arrived(self.next_estimate, self.radius, finished):
-            self._estimate(self.next_estimate)
-            self.next_estimate += 1
-        while self.next_correct < self.next_estimate and self._estimated(self.next_correct):
+        fits = self.next_fit
+        while fits[0] <= self.last and self._arrived(fits[0], self.radius, finished):
+            self._estimate(fits[0])
+            fits[0] += 1
+        for k in range(1, FITS):
+            while fits[k] < fits[k - 1] and self._fitted(fits[k], k - 1):
+                self._refit(fits[k], k)
+                fits[k] += 1
+        while self.next_correct < fits[-1]:
             self._correct(self.next_correct)
             self.next_correct += 1
         while self.next_out < self.next_correct and self._settle(finished):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from benchmarks.smoothing import psnr
+from coherence.deflicker import FITS
 from coherence.dejitter import SHAKE_SPAN
 from coherence.errors import ConfigError, InputError
 from coherence.noise import DECAY_CEILING
@@ -38,7 +39,7 @@ def test_is_a_stage() -> None:
     smoother = Smoother()
     assert isinstance(smoother, Stage)
     assert smoother.output_fps(Fraction(24)) == 24
-    assert smoother.radius == 2 * smoother.illumination_radius(Fraction(30)) + 3 * smoother.lookahead
+    assert smoother.radius == FITS * smoother.illumination_radius(Fraction(30)) + 3 * smoother.lookahead
 
 
 def test_illumination_window_is_in_seconds() -> None:
@@ -186,11 +187,11 @@ def test_streams_lazily(dejitter: float) -> None:
 
     stream = smoother.process(source(), Fraction(24))
     next(stream)
-    # the illumination window twice (a frame's second fit waits for its neighbours' first), three lookaheads (the
-    # anti-causal pass runs once per block of frames and reads two; the third keeps the flow thread busy), and the
-    # frames whose shifts tell jitter from motion
+    # the illumination window once per fit (each fit of a frame's correction waits for its neighbours' previous
+    # fits), three lookaheads (the anti-causal pass runs once per block of frames and reads two; the third keeps the
+    # flow thread busy), and the frames whose shifts tell jitter from motion
     jitter_span = SHAKE_SPAN if dejitter else 0
-    assert consumed <= 2 * smoother.illumination_radius(Fraction(24)) + 3 * smoother.lookahead + 2 + jitter_span
+    assert consumed <= FITS * smoother.illumination_radius(Fraction(24)) + 3 * smoother.lookahead + 2 + jitter_span
     assert sum(1 for _ in stream) == len(frames) - 1
 
 
@@ -368,13 +369,13 @@ def test_a_strong_local_field_is_fitted_finer(amplitude: float) -> None:
         assert error(fitted) < 0.7 * error(fixed)
 
 
-def test_second_fit_share_follows_the_strength_of_the_window_fields() -> None:
-    from coherence.deflicker import FIELD_REFERENCE, second_fit_share
+def test_refit_share_follows_the_strength_of_the_window_fields() -> None:
+    from coherence.deflicker import FIELD_REFERENCE, refit_share
 
     for amplitude, share in ((0.5, 0.0), (1.0, 0.0), (1.5, 0.5), (2.0, 1.0), (4.0, 1.0)):
-        assert second_fit_share([amplitude * FIELD_REFERENCE] * 5) == pytest.approx(share)
+        assert refit_share([amplitude * FIELD_REFERENCE] * 5) == pytest.approx(share)
     # the window's mean, so that one strong frame among weak ones takes little
-    assert second_fit_share([0.0] * 4 + [5 * FIELD_REFERENCE]) == 0.0
+    assert refit_share([0.0] * 4 + [5 * FIELD_REFERENCE]) == 0.0
 
 
 def test_residual_ratios_warp_the_neighbours_corrections_onto_the_frame() -> None:
@@ -410,13 +411,30 @@ def test_a_strong_local_flicker_is_fitted_twice(monkeypatch: pytest.MonkeyPatch)
     clean = synthetic_clip(frames=24, size=(160, 96), seed=4, artifacts=None).clean.frames
     run = importlib.import_module("coherence.smooth_run")
     strong, weak = (degrade(clean, Artifacts(local_flicker=amplitude), seed=1) for amplitude in (0.12, 0.01))
+    monkeypatch.setattr(run, "FITS", 2)
     twice, twice_weak = smooth(strong, fps=24), smooth(weak, fps=24)
-    monkeypatch.setattr(run, "second_fit_share", lambda amplitudes: 0.0)
+    monkeypatch.setattr(run, "refit_share", lambda amplitudes: 0.0)
     once, once_weak = smooth(strong, fps=24), smooth(weak, fps=24)
     assert remaining_flicker(strong, clean) > 0.1
     assert remaining_flicker(twice, clean) < 0.85 * remaining_flicker(once, clean)
     assert psnr(twice, clean) > psnr(once, clean) + 0.1
     assert torch.equal(twice_weak, once_weak)
+
+
+def test_a_third_fit_takes_out_more_of_a_strong_flicker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real footage (bikes' third scene, a fast pan past cars) with a strong regional and global flicker and noise: a
+    third fit against the neighbours' second corrections leaves less of the frame-to-frame illumination change than
+    two fits did (measured 0.0702 against 0.0745 log units) without moving further from the clean clip (29.59
+    against 29.51 dB)."""
+    from benchmarks.cases import real_clip
+
+    clean = real_clip("bikes", frames=112).frames[76:]
+    degraded = degrade(clean, Artifacts(gain=0.18, local_flicker=0.18, noise=0.012), seed=1)
+    thrice = smooth(degraded, fps=25)
+    monkeypatch.setattr(importlib.import_module("coherence.smooth_run"), "FITS", 2)
+    twice = smooth(degraded, fps=25)
+    assert remaining_flicker(thrice, clean) < 0.97 * remaining_flicker(twice, clean)
+    assert psnr(thrice, clean) > psnr(twice, clean) - 0.1
 
 
 def test_the_alignment_flow_follows_a_fast_pan(monkeypatch: pytest.MonkeyPatch) -> None:
