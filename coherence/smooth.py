@@ -8,9 +8,9 @@ For each frame ``t`` (all inside its scene; nothing crosses a cut):
    thumbnails; the occlusion- and outlier-weighted mean log ratio (nearer neighbours weigh more), smoothed
    spatially (finer where the field is strong, :func:`~coherence.deflicker.fitted_field`), is the correction: a
    per-channel gain plus a smooth achromatic local field. Where the window's fields are strong, the correction is
-   fitted again against the neighbours' last corrections, twice (:data:`~coherence.deflicker.FITS`), which takes
-   out most of what the first fit left (:func:`~coherence.deflicker.residual_ratios`,
-   :func:`~coherence.deflicker.refit_share`). The window
+   fitted again against the neighbours' last corrections, and where they are stronger still a third time
+   (:data:`~coherence.deflicker.FITS`), which takes out most of what the first fit left
+   (:func:`~coherence.deflicker.residual_ratios`, :func:`~coherence.deflicker.refit_share`). The window
    is in seconds as flicker is a matter of time: 8 fps generator output gets a few neighbours, 30 fps footage
    more.
 2. **Trajectories** (noise, boiling, dithering, residual flicker): flow between consecutive *corrected* frames

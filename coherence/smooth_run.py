@@ -78,7 +78,6 @@ class _Record:
     window: _Window | None = None  # its neighbours, from the first fit until the last (None: it has none)
     fits: list[torch.Tensor] = field(default_factory=list)  # (3, h, w) each fit of its log-domain correction so far
     amplitude: float = 0.0  # the first fit's local_amplitude
-    share: float = 0.0  # how much of each later fit it takes (refit_share)
     corrected: torch.Tensor | None = None  # (3, H, W) after the illumination correction
     censored: Censored | None = None  # where corrected is a bound on the content, not its value
     own: torch.Tensor | None = None  # (H, W, 4) homogeneous(corrected), made once
@@ -232,12 +231,11 @@ class SmoothingRun:
         if window is None:
             return
         last = record.fits[-1]
-        if k == 1:
-            record.share = refit_share([record.amplitude, *(self.records[index].amplitude for index in window.indices)])
-        if record.share > 0:
+        share = refit_share([record.amplitude, *(self.records[index].amplitude for index in window.indices)], k)
+        if share > 0:
             previous = torch.stack([self.records[index].fits[k - 1] for index in window.indices])
             residual = residual_ratios(window.ratio, window.to_s, previous, last)
-            last = last + record.share * fitted_field(residual, window.valid, sigma=self._field_scale(record),
+            last = last + share * fitted_field(residual, window.valid, sigma=self._field_scale(record),
                                                       temporal=window.temporal)
         record.fits.append(last)
 

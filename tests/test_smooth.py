@@ -374,6 +374,9 @@ def test_refit_share_follows_the_strength_of_the_window_fields() -> None:
 
     for amplitude, share in ((0.5, 0.0), (1.0, 0.0), (1.5, 0.5), (2.0, 1.0), (4.0, 1.0)):
         assert refit_share([amplitude * FIELD_REFERENCE] * 5) == pytest.approx(share)
+    # a third fit only on stronger fields
+    for amplitude, share in ((1.5, 0.0), (2.0, 0.0), (2.5, 0.5), (3.0, 1.0)):
+        assert refit_share([amplitude * FIELD_REFERENCE] * 5, 2) == pytest.approx(share)
     # the window's mean, so that one strong frame among weak ones takes little
     assert refit_share([0.0] * 4 + [5 * FIELD_REFERENCE]) == 0.0
 
@@ -413,7 +416,7 @@ def test_a_strong_local_flicker_is_fitted_twice(monkeypatch: pytest.MonkeyPatch)
     strong, weak = (degrade(clean, Artifacts(local_flicker=amplitude), seed=1) for amplitude in (0.12, 0.01))
     monkeypatch.setattr(run, "FITS", 2)
     twice, twice_weak = smooth(strong, fps=24), smooth(weak, fps=24)
-    monkeypatch.setattr(run, "refit_share", lambda amplitudes: 0.0)
+    monkeypatch.setattr(run, "refit_share", lambda amplitudes, fit: 0.0)
     once, once_weak = smooth(strong, fps=24), smooth(weak, fps=24)
     assert remaining_flicker(strong, clean) > 0.1
     assert remaining_flicker(twice, clean) < 0.85 * remaining_flicker(once, clean)
