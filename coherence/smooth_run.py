@@ -16,8 +16,10 @@ from coherence.censoring import Censored, censored_link_weights, find_censored, 
 from coherence.chroma import denoise_chroma
 from coherence.deflicker import (
     FITS,
+    FieldFit,
     aligned_ratios,
     apply_correction,
+    correction_field,
     correction_precision,
     fitted_field,
     flow_image,
@@ -63,6 +65,7 @@ class _Window:
     ratio: torch.Tensor  # (K, 3, h, w) aligned log ratios (aligned_ratios)
     valid: torch.Tensor  # (K, 3, h, w)
     temporal: torch.Tensor  # (K,) window weights
+    refit: FieldFit | None = None  # the second fit, whose weights and scale the later fits reuse
 
 
 @dataclass
@@ -213,7 +216,7 @@ class SmoothingRun:
         if neighbours:
             ratio, valid = aligned_ratios(record.thumb, neighbours)
             temporal = window_weights(torch.tensor([abs(index - t) for index in indices]), self.radius)
-            record.fits.append(fitted_field(ratio, valid, sigma=self._field_scale(record), temporal=temporal))
+            record.fits.append(fitted_field(ratio, valid, sigma=self._field_scale(record), temporal=temporal).field)
             record.amplitude = local_amplitude(record.fits[0])
             record.window = _Window(indices, torch.cat([n[2] for n in neighbours]), ratio, valid, temporal)
 
@@ -225,7 +228,8 @@ class SmoothingRun:
 
     def _refit(self, t: int, k: int) -> None:
         """Fit ``k`` (``k >= 1``) of frame ``t``'s correction: the last plus a share of a fit against the neighbours'
-        last corrections (:func:`~coherence.deflicker.residual_ratios`)."""
+        last corrections (:func:`~coherence.deflicker.residual_ratios`); the second finds its samples' outliers and
+        scale, the later ones reuse them."""
         record = self.records[t]
         window = record.window
         if window is None:
@@ -235,8 +239,14 @@ class SmoothingRun:
         if share > 0:
             previous = torch.stack([self.records[index].fits[k - 1] for index in window.indices])
             residual = residual_ratios(window.ratio, window.to_s, previous, last)
-            last = last + share * fitted_field(residual, window.valid, sigma=self._field_scale(record),
-                                                      temporal=window.temporal)
+            if window.refit is None:
+                window.refit = fitted_field(residual, window.valid, sigma=self._field_scale(record),
+                                            temporal=window.temporal)
+                increment = window.refit.field
+            else:
+                increment = correction_field(residual, window.refit.weight, sigma=window.refit.sigma,
+                                             temporal=window.temporal)
+            last = last + share * increment
         record.fits.append(last)
 
     def _correct(self, t: int) -> None:

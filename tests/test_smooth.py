@@ -359,7 +359,7 @@ def test_a_strong_local_field_is_fitted_finer(amplitude: float) -> None:
         """RMS error of a correction's local field against the noiseless weighted mean's."""
         return float(((field - field.mean()) - (ideal - ideal.mean())).square().mean().sqrt())
 
-    fitted = fitted_field(ratio, valid, sigma=3.2, temporal=temporal)
+    fitted = fitted_field(ratio, valid, sigma=3.2, temporal=temporal).field
     fixed = correction_field(ratio, outlier_weights(ratio, valid, valid, sigma=3.2), sigma=3.2, temporal=temporal)
     if amplitude < 0.01:
         assert local_amplitude(fixed) < 0.01
