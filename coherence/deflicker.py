@@ -351,7 +351,7 @@ def residual_ratios(ratio: torch.Tensor, to_s: torch.Tensor, neighbour_correctio
     return ratio + warp(field, to_s) + (neighbour_corrections - field)[..., :1, :1] - correction[None]
 
 
-def refit_share(amplitudes: Sequence[float], fit: int = 1) -> float:
+def refit_share(amplitudes: Sequence[float], fit: int) -> float:
     """The share of fit ``fit`` (1 the second, 2 the third: :func:`residual_ratios`) that a frame takes, from how
     strong the local fields of the first fits across its window are (their mean :func:`local_amplitude`, ``m``):
     ``clamp(m / FIELD_REFERENCE - fit, 0, 1)``. The second fit is taken from :data:`FIELD_REFERENCE` on, whole from
@@ -364,7 +364,7 @@ def refit_share(amplitudes: Sequence[float], fit: int = 1) -> float:
     the degraded real clips of ``benchmarks.smoothing`` read 0.03 with the issue's artefacts, and their second fits
     find a fifth to a third of the first. Each fit also carries the content changes the neighbours' fits read as
     light a little further, so a further fit pays only on a stronger field: with the issue's artefacts, a third
-    fit on every frame cost bikes 0.3-0.5 dB for 3% less warping error, while at twice them (fields of 0.05) it
+    fit on every frame cost bikes 0.1-0.5 dB for 3% less warping error, while at twice them (fields of 0.05) it
     took 9% off it. The window's mean, not the frame's own, so that the share changes slowly.
 
     Args:

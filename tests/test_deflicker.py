@@ -81,12 +81,12 @@ def test_refit_share_follows_the_strength_of_the_window_fields() -> None:
     from coherence.deflicker import FIELD_REFERENCE, refit_share
 
     for amplitude, share in ((0.5, 0.0), (1.0, 0.0), (1.5, 0.5), (2.0, 1.0), (4.0, 1.0)):
-        assert refit_share([amplitude * FIELD_REFERENCE] * 5) == pytest.approx(share)
+        assert refit_share([amplitude * FIELD_REFERENCE] * 5, 1) == pytest.approx(share)
     # a third fit only on stronger fields
     for amplitude, share in ((1.5, 0.0), (2.0, 0.0), (2.5, 0.5), (3.0, 1.0)):
         assert refit_share([amplitude * FIELD_REFERENCE] * 5, 2) == pytest.approx(share)
     # the window's mean, so that one strong frame among weak ones takes little
-    assert refit_share([0.0] * 4 + [5 * FIELD_REFERENCE]) == 0.0
+    assert refit_share([0.0] * 4 + [5 * FIELD_REFERENCE], 1) == 0.0
 
 
 def test_residual_ratios_warp_the_neighbours_corrections_onto_the_frame() -> None:
