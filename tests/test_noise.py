@@ -43,6 +43,18 @@ def test_link_noise_reads_white_noise_and_not_illumination(scene: torch.Tensor, 
     assert link_noise(noisy[0], noisy[1], still, torch.zeros(240, 320)) is None
 
 
+@pytest.mark.parametrize("shift", [(0.5, 0.5), (0.25, 0.0), (3.7, -1.4)])
+def test_link_noise_reads_the_same_noise_through_a_fractional_warp(shift: tuple[float, float]) -> None:
+    # the bilinear warp averages the successor's noise, by how far the flow falls between pixels: a pan must not
+    # read less noise than a still scene
+    gen = torch.Generator().manual_seed(11)
+    noisy = (0.5 + 4.0 / 255 * torch.randn(2, 3, 240, 320, generator=gen)).clamp(0, 1)
+    flow = torch.tensor(shift).view(1, 2, 1, 1).expand(1, 2, 240, 320).contiguous()
+    still = link_noise(noisy[0], noisy[1], torch.zeros(1, 2, 240, 320), torch.ones(240, 320))
+    assert still is not None
+    assert link_noise(noisy[0], noisy[1], flow, torch.ones(240, 320)) == pytest.approx(still, rel=0.05)
+
+
 def test_adapted_decay_leaves_the_reference_residue() -> None:
     assert adapted_decay(0.3, None) == 0.3 and adapted_decay(0.3, NOISE_REFERENCE) == 0.3
     assert adapted_decay(0.0, 10.0) == 0.0 and adapted_decay(DECAY_CEILING, 10.0) == DECAY_CEILING
