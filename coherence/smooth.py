@@ -37,7 +37,8 @@ the correction well beyond them), so motion is neither lagged nor averaged away 
 input frame); where the flow cannot follow (occlusions, motion boundaries) a pixel has little but its own value to
 average, and a bilateral filter stands in for the missing part of its support (:mod:`coherence.fallback`; the
 preset's ``spatial`` colour scale). Last, a bilateral filter on the chroma planes alone (:mod:`coherence.chroma`;
-the preset's ``chroma`` scale) takes out the chroma noise the temporal average left. Memory holds ``FITS * radius
+the preset's ``chroma`` scale) takes out the chroma noise the temporal average left. Both colour scales grow with
+a noise above the presets' (:func:`coherence.noise.noise_scale`). Memory holds ``FITS * radius
 + 3 * lookahead`` frames ahead (each fit of a frame's correction waits for its neighbours' previous fits; the
 anti-causal pass runs once per block of ``lookahead`` frames and reads two blocks; one more keeps the flow thread
 busy) and one accumulator behind, whatever the clip's length.

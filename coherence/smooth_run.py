@@ -37,7 +37,7 @@ from coherence.errors import InputError
 from coherence.fallback import spatial_fallback
 from coherence.flow import flow_both_ways
 from coherence.flow.ops import resize_flow, scaled_size
-from coherence.noise import MIN_ADAPTED_SIDE, NOISE_PAIRS, adapted_decay, is_palette, link_noise
+from coherence.noise import MIN_ADAPTED_SIDE, NOISE_PAIRS, adapted_decay, is_palette, link_noise, noise_scale
 from coherence.scenes import SceneCutDetector
 from coherence.trajectory import homogeneous, normalise, support, trajectory_offset, trajectory_step, trajectory_weights
 
@@ -109,6 +109,8 @@ class SmoothingRun:
         # the preset's until the clip's noise is measured (_settle), before the first frame is filtered
         self.decay = smoother.decay
         self.lookahead = lookahead(self.decay)
+        # the factor of the spatial filters' colour scales (the preset's until the noise is measured)
+        self.noise_scale = 1.0
         self.settled = False
         self.dejitter = smoother.strength * smoother.dejitter
         self.records: dict[int, _Record] = {}
@@ -271,9 +273,9 @@ class SmoothingRun:
             previous.link = self.pool.submit(self._link_frames, previous, record)
 
     def _settle(self, finished: bool) -> bool:
-        """Fix the decay to the clip's noise, measured on its first :data:`~coherence.noise.NOISE_PAIRS` aligned
-        pairs (:mod:`coherence.noise`; a palette clip and a small frame keep the preset's); whether it is fixed (it
-        waits for those pairs' flows)."""
+        """Fix the decay and the spatial filters' colour scales to the clip's noise, measured on its first
+        :data:`~coherence.noise.NOISE_PAIRS` aligned pairs (:mod:`coherence.noise`; a palette clip and a small frame
+        keep the preset's); whether they are fixed (it waits for those pairs' flows)."""
         if not self.settled and (finished or self.next_correct > NOISE_PAIRS):
             frame, pairs = self.records[0].frame, range(min(NOISE_PAIRS, self.next_correct - 1))
             small = min(frame.shape[-2:]) < MIN_ADAPTED_SIDE
@@ -286,10 +288,12 @@ class SmoothingRun:
             noise = known[len(known) // 2] if known else None
             self.decay = self.s.strength * adapted_decay(self.s.settings.decay, noise)
             self.lookahead = lookahead(self.decay)
+            self.noise_scale = noise_scale(noise)
             self.settled = True
             reason = "a small frame" if small else "a palette clip" if palette else None
-            log.info("smoothing: noise %s: trajectory decay %.3f", f"not measured on {reason}" if reason else
-                     "unmeasured" if noise is None else f"{noise:.2f} levels", self.decay)
+            log.info("smoothing: noise %s: trajectory decay %.3f, spatial colour scales x%.2f",
+                     f"not measured on {reason}" if reason else "unmeasured" if noise is None else
+                     f"{noise:.2f} levels", self.decay, self.noise_scale)
         return self.settled
 
     def _resolved(self, t: int) -> _Record:
@@ -391,8 +395,8 @@ class SmoothingRun:
         yield from self._release(finished)
 
     def _release(self, finished: bool) -> Iterator[torch.Tensor]:
-        settings, strength = self.s.settings, self.s.strength
+        settings, strength, scale = self.s.settings, self.s.strength, self.noise_scale
         for accumulator in self.shake.release(finished=finished and self.next_out > self.last):
             frame = spatial_fallback(normalise(accumulator), support(accumulator), decay=self.decay,
-                                     sigma=settings.spatial, strength=strength)
-            yield denoise_chroma(frame, settings.chroma * strength)
+                                     sigma=settings.spatial * scale, strength=strength)
+            yield denoise_chroma(frame, settings.chroma * strength * scale)
