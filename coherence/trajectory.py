@@ -48,14 +48,15 @@ def homogeneous(frame: torch.Tensor, *, weight: torch.Tensor | None = None, geom
 
 def normalise(total: torch.Tensor) -> torch.Tensor:
     """The filtered frame ``(3, H, W)`` in [0, 1] of a channels-last accumulator ``(H, W, C)``: colour sums over
-    the sum of weights (never 0: frame ``t``'s own weight is in it)."""
+    the sum of weights (never 0: frame ``t``'s own weight is in it). On the CPU, a view of a channels-last array,
+    which the spatial filters after it read without a copy."""
     if total.device.type != "cpu":
         return total[..., :3].div(total[..., _WEIGHT:_WEIGHT + 1].clamp_min(_TINY)).clamp_(0.0, 1.0) \
             .permute(2, 0, 1).contiguous()
-    *colour, weight = cv2.split(np.ascontiguousarray(total.numpy()[..., :4]))
-    weight = cv2.max(weight, _TINY)
-    planes = np.stack([cv2.divide(plane, weight) for plane in colour])
-    return torch.from_numpy(np.clip(planes, 0.0, 1.0, out=planes))
+    sums = total.numpy()
+    weight = cv2.max(np.ascontiguousarray(sums[..., _WEIGHT]), _TINY)
+    colour = cv2.divide(np.ascontiguousarray(sums[..., :3]), cv2.merge([weight] * 3))
+    return torch.from_numpy(np.clip(colour, 0.0, 1.0, out=colour)).permute(2, 0, 1)
 
 
 def support(total: torch.Tensor) -> torch.Tensor:
